@@ -1,0 +1,23 @@
+"""Top-k selection over a score matrix, with each row's already-rated movies masked out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def top_k_unseen(scores: np.ndarray, seen: list[np.ndarray], k: int) -> np.ndarray:
+    """The k best columns of each row of `scores`, best first, skipping the columns in `seen[i]`.
+
+    A partial sort (`argpartition`) finds the k best in linear time; only those k are sorted.
+    Rows with fewer than k unseen columns are padded with -1.
+    """
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    for row, columns in enumerate(seen):
+        scores[row, columns] = -np.inf
+    k_eff = min(k, scores.shape[1])
+    best = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    best_scores = np.take_along_axis(scores, best, axis=1)
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    best = np.take_along_axis(best, order, axis=1)
+    best[~np.isfinite(np.take_along_axis(best_scores, order, axis=1))] = -1
+    return best

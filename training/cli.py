@@ -1,0 +1,111 @@
+"""`python -m training`: the command line of the contract, its flags and its exit status."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from training.config import SEED_PRESET, TrainingConfig
+
+HELP = {
+    "members": "independently trained models averaged inside the saved model",
+    "epochs": "most epochs per member (early stopping may stop sooner)",
+    "batch_size": "ratings per gradient step",
+    "learning_rate": "Adam learning rate",
+    "embedding_dim": "size of the user and movie vectors",
+    "l2": "L2 penalty on the whole embedding tables per step (the seed's 1e-6)",
+    "activity_l2": "L2 penalty on the vectors each batch uses (per-example); 0 turns it off",
+    "early_stopping_fraction": "tail of the training part that early stopping watches; 0 turns "
+    "early stopping off",
+    "patience": "epochs without improvement before early stopping",
+    "validation_fraction": "last part of the shuffled ratings held out for the reported figures",
+    "seed": "random seed of the split, initialisation and sampling",
+    "ranking_users": "at most this many users in the ranking evaluation (sampled with --seed)",
+    "keep": "bundle versions to keep in the model folder, the new one included",
+    "verbose": "Keras progress output: auto, 0 (silent), 1 (bars) or 2 (a line per epoch)",
+}
+
+
+FLAG_TYPES = {"int": int, "float": float, "int | None": int, "int | str": str}
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train the recommender on MovieLens ratings and publish a bundle for the server.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parse.add_argument(
+        "--data-dir",
+        help="folder holding ratings.csv and movies.csv, or a MovieLens .zip "
+        "(default: $MOVIELENS_DIR, else download ml-latest-small, checksum verified, cached in "
+        "$MOVIELENS_CACHE_DIR or ~/.cache/movielens)",
+    )
+    parse.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path(os.environ.get("MODEL_DIR", "models")),
+        help="where bundles are written and `current` points (default: $MODEL_DIR, else models)",
+    )
+    parse.add_argument(
+        "--preset",
+        choices=["default", "seed"],
+        default="default",
+        help="'seed' sets the seed notebook's configuration (1 model, 5 epochs, batch 64, "
+        "Adam 1e-3, no per-example L2, no early stopping); flags given after it still apply",
+    )
+    parse.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing (exit 0) when the model folder already has a current bundle",
+    )
+    for field in dataclasses.fields(TrainingConfig):
+        kind = FLAG_TYPES[str(field.type)]
+        parse.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"{HELP[field.name]} (default: {field.default})",
+        )
+    return parse
+
+
+def config_from(args: argparse.Namespace) -> TrainingConfig:
+    """Defaults, then the preset, then the flags that were given."""
+    chosen = dict(SEED_PRESET) if args.preset == "seed" else {}
+    for field in dataclasses.fields(TrainingConfig):
+        value = getattr(args, field.name)
+        if value is not None:
+            chosen[field.name] = value
+    if isinstance(chosen.get("verbose"), str) and chosen["verbose"].isdigit():
+        chosen["verbose"] = int(chosen["verbose"])
+    return TrainingConfig(**chosen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from app.bundle import BundleError, current_bundle_path
+
+    if args.if_missing:
+        try:
+            print(f"bundle present at {current_bundle_path(args.model_dir)}; nothing to do")
+            return 0
+        except BundleError:
+            pass
+    config = config_from(args)
+    try:
+        from training.data import DataError, resolve_source
+        from training.run import run
+
+        folder = run(resolve_source(args.data_dir), args.model_dir, config)
+    except (DataError, BundleError, OSError, ValueError) as error:
+        print(f"training failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("training interrupted: the current bundle is unchanged", file=sys.stderr)
+        return 130
+    print(f"bundle written to {folder} and published as {args.model_dir / 'current'}")
+    return 0

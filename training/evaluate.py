@@ -1,0 +1,139 @@
+"""Evaluation on the validation part: rating error and top-k ranking, beside simple baselines.
+
+Ranking follows the usual protocol: for each validation user with at least one relevant movie
+(held-out rating >= 4), every movie the user did not rate in training is a candidate, the top
+k by score are compared with the relevant set. All metrics are plain numpy on score matrices, so
+the model and the baselines are judged by the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from app.ranking import top_k_unseen
+
+RELEVANT_STARS = 4.0
+EPSILON = 1e-7
+
+# Scores `(len(users), n_movies)` for a block of user rows.
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((predicted - actual) ** 2)))
+
+
+def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
+    return float(np.mean(np.abs(predicted - actual)))
+
+
+def binary_crossentropy(scores: np.ndarray, targets: np.ndarray) -> float:
+    """The training loss on [0, 1] targets, with scores clipped as Keras does."""
+    p = np.clip(scores, EPSILON, 1 - EPSILON)
+    return float(-np.mean(targets * np.log(p) + (1 - targets) * np.log(1 - p)))
+
+
+def dcg(gains: np.ndarray) -> np.ndarray:
+    """Discounted cumulative gain of each row of a (users, k) 0/1 gain matrix."""
+    discounts = 1.0 / np.log2(np.arange(2, gains.shape[1] + 2))
+    return gains @ discounts
+
+
+def ranking_metrics(top: np.ndarray, relevant: list[np.ndarray], k: int) -> dict[str, float]:
+    """Mean precision@k, recall@k and NDCG@k of ranked movie rows against relevant sets.
+
+    `top[i]` holds user i's k best candidates, best first; `relevant[i]` is non-empty.
+    """
+    hits = np.array([np.isin(row[:k], rel) for row, rel in zip(top, relevant, strict=True)], float)
+    n_relevant = np.array([len(rel) for rel in relevant], float)
+    ideal = dcg((np.arange(k)[None, :] < np.minimum(n_relevant, k)[:, None]).astype(float))
+    return {
+        f"precision@{k}": float(np.mean(hits.sum(1) / k)),
+        f"recall@{k}": float(np.mean(hits.sum(1) / n_relevant)),
+        f"ndcg@{k}": float(np.mean(dcg(hits) / ideal)),
+    }
+
+
+class Biases:
+    """Global mean plus damped user and movie biases, fitted by a few alternating passes."""
+
+    def __init__(
+        self,
+        pairs: np.ndarray,
+        stars: np.ndarray,
+        n_users: int,
+        n_movies: int,
+        damping: float = 5.0,
+        passes: int = 5,
+    ) -> None:
+        users, movies = pairs[:, 0], pairs[:, 1]
+        self.mean = float(stars.mean())
+        self.user = np.zeros(n_users)
+        self.movie = np.zeros(n_movies)
+        n_user = np.bincount(users, minlength=n_users)
+        n_movie = np.bincount(movies, minlength=n_movies)
+        for _ in range(passes):
+            residual = stars - self.mean - self.user[users]
+            self.movie = np.bincount(movies, residual, n_movies) / (n_movie + damping)
+            residual = stars - self.mean - self.movie[movies]
+            self.user = np.bincount(users, residual, n_users) / (n_user + damping)
+
+    def predict(self, pairs: np.ndarray) -> np.ndarray:
+        return self.mean + self.user[pairs[:, 0]] + self.movie[pairs[:, 1]]
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.mean + self.user[users][:, None] + self.movie[None, :]
+
+
+def rating_metrics(stars_predicted: np.ndarray, stars: np.ndarray, to_scores: Callable) -> dict:
+    """RMSE and MAE in stars and BCE on the scaled [0, 1] targets."""
+    return {
+        "rmse": rmse(stars_predicted, stars),
+        "mae": mae(stars_predicted, stars),
+        "bce": binary_crossentropy(np.clip(to_scores(stars_predicted), 0, 1), to_scores(stars)),
+    }
+
+
+def ranking_task(
+    train_pairs: np.ndarray,
+    validation_pairs: np.ndarray,
+    validation_stars: np.ndarray,
+    n_users: int,
+    max_users: int | None,
+    seed: int,
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Users to rank for, the movies each rated in training, and each one's relevant movies.
+
+    With `max_users`, a seeded sample keeps the task affordable on very large data sets.
+    """
+    relevant_pairs = validation_pairs[validation_stars >= RELEVANT_STARS]
+    users = np.unique(relevant_pairs[:, 0])
+    if max_users is not None and len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    seen = _group_by_user(train_pairs, n_users)
+    relevant = _group_by_user(relevant_pairs, n_users)
+    return users, [seen[u] for u in users], [relevant[u] for u in users]
+
+
+def rank_with(
+    scorer: Scorer,
+    users: np.ndarray,
+    seen: list[np.ndarray],
+    relevant: list[np.ndarray],
+    k: int = 10,
+    block: int = 256,
+) -> dict[str, float]:
+    """Ranking metrics of a scorer over the task's users, scored a block of users at a time."""
+    tops = [
+        top_k_unseen(scorer(users[i : i + block]), seen[i : i + block], k)
+        for i in range(0, len(users), block)
+    ]
+    return ranking_metrics(np.concatenate(tops), relevant, k)
+
+
+def _group_by_user(pairs: np.ndarray, n_users: int) -> list[np.ndarray]:
+    order = np.argsort(pairs[:, 0], kind="stable")
+    bounds = np.cumsum(np.bincount(pairs[:, 0], minlength=n_users))[:-1]
+    return np.split(pairs[order, 1], bounds)
