@@ -1,0 +1,52 @@
+"""`python -m app [--host H --port P]`: serve `MODEL_DIR/current` with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Serve movie recommendations.")
+    parser.add_argument("--host", help="address to listen on (default: $HOST, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 8000)")
+    args = parser.parse_args(argv)
+
+    from app.settings import Settings
+    from app.threads import limit_compute_threads
+
+    settings = Settings()
+    overrides = {name: value for name, value in vars(args).items() if value is not None}
+    settings = settings.model_copy(update=overrides)
+    limit_compute_threads(settings.compute_threads)
+
+    import uvicorn
+
+    from app.bundle import BundleError, current_bundle_path
+    from app.main import create_app
+    from app.model import ServedModel
+
+    try:
+        preloaded = ServedModel.load(current_bundle_path(settings.model_dir))
+    except BundleError as error:
+        print(f"cannot serve: {error}", file=sys.stderr)
+        return 2
+    app = create_app(settings, preloaded)
+    print(
+        f"serving {preloaded.version}: docs at http://{settings.host}:{settings.port}/docs", file=sys.stderr
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Prometheus metrics, in a registry per app so that apps built by tests do not collide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.process_collector import ProcessCollector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    batch_size: Histogram
+    model_version: Gauge
+    model_events: Counter
+    rejected: Counter
+
+
+def create_metrics() -> Metrics:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    return Metrics(
+        registry=registry,
+        requests=Counter(
+            "http_requests", "HTTP requests answered", ["method", "route", "status"], registry=registry
+        ),
+        latency=Histogram(
+            "http_request_duration_seconds",
+            "Time to answer, by route",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        batch_size=Histogram(
+            "model_batch_size",
+            "Requests merged into one model call",
+            ["kind"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        ),
+        model_version=Gauge(
+            "model_version_info", "1 for the bundle version being served", ["version"], registry=registry
+        ),
+        model_events=Counter(
+            "model_events", "Bundle loads, swaps and refusals", ["event"], registry=registry
+        ),
+        rejected=Counter(
+            "overload_rejections", "Requests answered 503 because the queue was full", registry=registry
+        ),
+    )

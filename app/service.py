@@ -1,0 +1,125 @@
+"""The server's shared state: the served model, its batchers, and live model swaps.
+
+One `Service` lives for the app's lifetime. Model calls run on a single worker thread, so the
+two batchers never fight over the cores; loading a new bundle runs on another thread, beside the
+model in service, and the swap is one reference assignment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from app.batcher import Batched, MicroBatcher
+from app.bundle import BundleError, current_bundle_path
+from app.logs import log
+from app.metrics import Metrics
+from app.model import PredictRequest, Ranked, RecommendRequest, ServedModel, predict_batch, recommend_batch
+from app.settings import Settings
+
+
+class Service:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.model: ServedModel | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        window = settings.batch_window_ms / 1000
+        self._recommend = MicroBatcher(
+            recommend_batch,
+            window=window,
+            max_items=settings.batch_max_users,
+            max_queue=settings.max_queue,
+            executor=self._executor,
+        )
+        self._predict = MicroBatcher(
+            predict_batch,
+            window=window,
+            max_items=settings.batch_max_requests,
+            max_queue=settings.max_queue,
+            executor=self._executor,
+        )
+        self._reload_lock = asyncio.Lock()
+        self._refused: Path | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self, preloaded: ServedModel | None = None) -> None:
+        """Serves `preloaded`, or loads `MODEL_DIR/current`; raises `BundleError` if it cannot."""
+        model = preloaded or await asyncio.to_thread(
+            ServedModel.load, current_bundle_path(self.settings.model_dir)
+        )
+        self._install(model, "loaded")
+        self._recommend.start()
+        self._predict.start()
+        if self.settings.reload_interval_s > 0:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="bundle-watcher")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self._recommend.stop()
+        await self._predict.stop()
+        self._executor.shutdown(wait=True)
+        self.model = None
+
+    async def recommend(self, model: ServedModel, user_row: int, k: int) -> Batched[Ranked]:
+        return await self._observe("recommend", self._recommend.submit(RecommendRequest(model, user_row, k)))
+
+    async def predict(self, model: ServedModel, pairs: np.ndarray) -> Batched[np.ndarray]:
+        return await self._observe("predict", self._predict.submit(PredictRequest(model, pairs)))
+
+    async def reload(self) -> str:
+        """Loads `current` if it points somewhere new; answers 'unchanged', 'swapped' or 'refused'."""
+        async with self._reload_lock:
+            try:
+                path = current_bundle_path(self.settings.model_dir)
+            except BundleError as error:
+                return self._refuse(None, error)
+            if self.model is not None and path == self.model.bundle.path:
+                return "unchanged"
+            if path == self._refused:
+                return "refused"
+            try:
+                model = await asyncio.to_thread(ServedModel.load, path)
+            except Exception as error:  # any defect of a new bundle: keep serving the old one
+                return self._refuse(path, error)
+            self._install(model, "swapped")
+            return "swapped"
+
+    async def _observe(self, kind: str, waiting):
+        result = await waiting
+        self.metrics.batch_size.labels(kind).observe(result.batch_size)
+        return result
+
+    def _install(self, model: ServedModel, event: str) -> None:
+        previous, self.model, self._refused = self.model, model, None
+        if previous is not None:
+            self.metrics.model_version.remove(previous.version)
+        self.metrics.model_version.labels(model.version).set(1)
+        self.metrics.model_events.labels(event).inc()
+        log(f"model {event}", model_version=model.version, previous=previous and previous.version)
+
+    def _refuse(self, path: Path | None, error: Exception) -> str:
+        self._refused = path
+        self.metrics.model_events.labels("refused").inc()
+        log(
+            "model refused",
+            logging.ERROR,
+            bundle=path and path.name,
+            reason=str(error).splitlines()[0],
+            model_version=self.model and self.model.version,
+        )
+        return "refused"
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_interval_s)
+            with contextlib.suppress(Exception):
+                await self.reload()
