@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot serve: {error}", file=sys.stderr)
         return 2
     app = create_app(settings, preloaded)
+    # uvicorn drains on SIGTERM, then re-raises the signal; a no-op handler makes that a clean exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     print(
         f"serving {preloaded.version}: docs at http://{settings.host}:{settings.port}/docs", file=sys.stderr
     )

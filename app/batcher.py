@@ -44,12 +44,14 @@ class MicroBatcher(Generic[Item, Result]):
         max_items: int,
         max_queue: int,
         executor: Executor,
+        on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         self._process = process
         self._window = window
         self._max_items = max_items
         self._max_queue = max_queue
         self._executor = executor
+        self._on_batch = on_batch
         self._pending: deque[tuple[Item, asyncio.Future[Batched[Result]]]] = deque()
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -85,6 +87,7 @@ class MicroBatcher(Generic[Item, Result]):
         while True:
             batch = await self._collect()
             items = [item for item, _ in batch]
+            self._on_batch(len(items))
             try:
                 results = await loop.run_in_executor(self._executor, self._process, items)
             except Exception as error:  # one failed batch fails its own requests, and only them

@@ -80,9 +80,13 @@ class Metadata(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    version: str
-    created_at: datetime
-    format_version: int
+    version: str = Field(
+        description="Version name: UTC creation time and process id", examples=["20261129T055109519036Z-4350"]
+    )
+    created_at: datetime = Field(
+        description="When training wrote the bundle", examples=["2026-11-29T05:51:09Z"]
+    )
+    format_version: int = Field(description="Bundle format this server reads", examples=[FORMAT_VERSION])
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,7 @@ def write_bundle(
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_abandoned_temporaries(model_dir)
     staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{metadata.version}-", dir=model_dir))
+    staging.chmod(0o755)  # mkdtemp makes it private; servers may run as another user
     try:
         model.save(staging / MODEL_FILE)
         _write_json(staging / ENCODERS_FILE, encoders.model_dump())

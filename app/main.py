@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -57,9 +58,17 @@ def create_app(settings: Settings | None = None, preloaded: ServedModel | None =
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
     app.add_middleware(RequestTelemetry, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(Exception, _internal_error)
     return app
+
+
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """422 with where and what, but not the offending input: it may be huge, or not JSON (inf)."""
+    assert isinstance(error, RequestValidationError)
+    detail = [{key: e[key] for key in ("type", "loc", "msg")} for e in error.errors()]
+    return JSONResponse({"detail": detail}, 422)
 
 
 async def _overloaded(request: Request, error: Exception) -> JSONResponse:

@@ -39,7 +39,7 @@ def create_metrics() -> Metrics:
         ),
         batch_size=Histogram(
             "model_batch_size",
-            "Requests merged into one model call",
+            "Requests merged into one model call (one observation per call)",
             ["kind"],
             buckets=BATCH_BUCKETS,
             registry=registry,

@@ -20,10 +20,6 @@ REQUEST_ID_HEADER = b"x-request-id"
 SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class RequestTelemetry:
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
         self.app = app
@@ -38,13 +34,21 @@ class RequestTelemetry:
         headers = dict(scope["headers"])
         offered = headers.get(REQUEST_ID_HEADER, b"")
         request_id = offered.decode() if SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
-        status = {"code": 500, "started": False}
+        status = {"code": 500, "started": False, "refused": False}
 
         async def send_with_id(message: Message) -> None:
+            if status["refused"]:
+                return  # the 413 has been sent; whatever the app answers after it is dropped
             if message["type"] == "http.response.start":
                 status["code"], status["started"] = message["status"], True
                 message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
             await send(message)
+
+        async def refuse(code: int, detail: str) -> None:
+            if not status["started"]:
+                await send_with_id(_json_start(code, detail))
+                await send_with_id(_json_body(detail))
+            status["refused"] = True
 
         received = 0
 
@@ -53,19 +57,18 @@ class RequestTelemetry:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_body_bytes:
-                raise BodyTooLarge
+                await refuse(413, f"request body over {self.max_body_bytes} bytes")
+                return {"type": "http.disconnect"}  # the app stops reading; nothing more is buffered
             return message
 
         try:
-            if int(headers.get(b"content-length", b"0") or 0) > self.max_body_bytes:
-                raise BodyTooLarge
-            await self.app(scope, receive_limited, send_with_id)
-        except BodyTooLarge:
-            if not status["started"]:
-                await _send_json(send_with_id, 413, f"request body over {self.max_body_bytes} bytes")
-        except ValueError:  # a content-length that is not a number
-            if not status["started"]:
-                await _send_json(send_with_id, 400, "malformed content-length header")
+            declared = headers.get(b"content-length", b"")
+            if declared and not declared.isdigit():
+                await refuse(400, "malformed content-length header")
+            elif declared and int(declared) > self.max_body_bytes:
+                await refuse(413, f"request body over {self.max_body_bytes} bytes")
+            else:
+                await self.app(scope, receive_limited, send_with_id)
         finally:
             self._record(scope, request_id, status["code"], time.perf_counter() - started)
 
@@ -87,13 +90,11 @@ class RequestTelemetry:
         )
 
 
-async def _send_json(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def _json_start(status: int, detail: str) -> Message:
+    length = str(len(_json_body(detail)["body"])).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+def _json_body(detail: str) -> Message:
+    return {"type": "http.response.body", "body": json.dumps({"detail": detail}).encode()}

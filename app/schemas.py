@@ -95,4 +95,6 @@ class Movie(BaseModel):
 
 class Status(BaseModel):
     status: str = Field(description="'ok', 'ready' or what the server is waiting for", examples=["ok"])
-    model_version: str | None = Field(default=None, description="Served bundle, once loaded")
+    model_version: str | None = Field(
+        default=None, description="Served bundle, once loaded", examples=["20261129T055109519036Z-4350"]
+    )

@@ -36,6 +36,7 @@ class Service:
             max_items=settings.batch_max_users,
             max_queue=settings.max_queue,
             executor=self._executor,
+            on_batch=metrics.batch_size.labels("recommend").observe,
         )
         self._predict = MicroBatcher(
             predict_batch,
@@ -43,6 +44,7 @@ class Service:
             max_items=settings.batch_max_requests,
             max_queue=settings.max_queue,
             executor=self._executor,
+            on_batch=metrics.batch_size.labels("predict").observe,
         )
         self._reload_lock = asyncio.Lock()
         self._refused: Path | None = None
@@ -70,10 +72,10 @@ class Service:
         self.model = None
 
     async def recommend(self, model: ServedModel, user_row: int, k: int) -> Batched[Ranked]:
-        return await self._observe("recommend", self._recommend.submit(RecommendRequest(model, user_row, k)))
+        return await self._recommend.submit(RecommendRequest(model, user_row, k))
 
     async def predict(self, model: ServedModel, pairs: np.ndarray) -> Batched[np.ndarray]:
-        return await self._observe("predict", self._predict.submit(PredictRequest(model, pairs)))
+        return await self._predict.submit(PredictRequest(model, pairs))
 
     async def reload(self) -> str:
         """Loads `current` if it points somewhere new; answers 'unchanged', 'swapped' or 'refused'."""
@@ -92,11 +94,6 @@ class Service:
                 return self._refuse(path, error)
             self._install(model, "swapped")
             return "swapped"
-
-    async def _observe(self, kind: str, waiting):
-        result = await waiting
-        self.metrics.batch_size.labels(kind).observe(result.batch_size)
-        return result
 
     def _install(self, model: ServedModel, event: str) -> None:
         previous, self.model, self._refused = self.model, model, None

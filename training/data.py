@@ -36,7 +36,7 @@ class MovieLens:
 
     ratings: pd.DataFrame  # userId int64, movieId int64, rating float32, in file order
     movies: pd.DataFrame  # movieId int64, title str, genres str ("A|B"), indexed by movieId
-    source: str
+    source: str  # the folder or archive name only: metadata is served, paths are not
     sha256: str
 
 
@@ -83,7 +83,7 @@ def load(source: Path) -> MovieLens:
         ratings = _read_ratings(open_member("ratings.csv"))
         movies = _read_movies(open_member("movies.csv"))
     _check_catalogue_covers(ratings, movies)
-    return MovieLens(ratings, movies, str(source), fingerprint(source))
+    return MovieLens(ratings, movies, source.name, fingerprint(source))
 
 
 def fingerprint(source: Path) -> str:

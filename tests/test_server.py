@@ -1,0 +1,133 @@
+"""`python -m app` as a real process: start-up refusals, the docs page in a browser, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(model_dir: Path, port: int, **env: str) -> subprocess.Popen:
+    environment = {**os.environ, "MODEL_DIR": str(model_dir), "RELOAD_INTERVAL_S": "0", **env}
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_ready(server: subprocess.Popen, url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"server exited {server.returncode}: {server.stderr.read()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server not ready in time")
+
+
+@contextmanager
+def live_server(model_dir: Path, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    port = free_port()
+    server = start_server(model_dir, port, **env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(server, url)
+        yield server, url
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(10)
+
+
+def test_a_missing_bundle_stops_start_up_with_a_way_to_make_one(tmp_path):
+    server = start_server(tmp_path / "nothing-here", free_port())
+    _, stderr = server.communicate(timeout=120)
+    assert server.returncode != 0
+    assert "nothing-here/current" in stderr
+    assert "python -m training" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_corrupt_bundle_stops_start_up_naming_the_file(tmp_path, tiny_model_dir):
+    broken = tmp_path / "models"
+    shutil.copytree(tiny_model_dir.resolve() / "current", broken / "v1", symlinks=False)
+    (broken / "current").symlink_to("v1")
+    (broken / "v1" / "model.keras").write_bytes(b"not a keras archive")
+    server = start_server(broken, free_port())
+    _, stderr = server.communicate(timeout=120)
+    assert server.returncode != 0
+    assert "model.keras" in stderr and "python -m training" in stderr
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_model_dir):
+    user_id = json.loads((tiny_model_dir / "current" / "encoders.json").read_text())["users"][0]
+
+    def ask(_: int) -> int:
+        with httpx.Client(timeout=10) as client:  # a connection each: no keep-alive races
+            return client.get(f"{url}/users/{user_id}/recommendations").status_code
+
+    # A long batching window holds every request inside the server when SIGTERM arrives.
+    with live_server(tiny_model_dir, BATCH_WINDOW_MS="400") as (server, url), ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(ask, i) for i in range(16)]
+        time.sleep(0.2)
+        server.send_signal(signal.SIGTERM)
+        statuses = [future.result() for future in futures]
+        assert server.wait(15) == 0
+    assert statuses == [200] * 16
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (apt-get install chromium)")
+def test_docs_page_renders_offline_in_headless_chromium(tiny_model_dir, tmp_path):
+    with live_server(tiny_model_dir) as (_, url):
+        rendered = subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                # The network is closed: every host but this machine fails to resolve.
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+                f"{url}/docs",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    dom = rendered.stdout
+    assert "swagger-ui" in dom, rendered.stderr[-2000:]
+    assert 'data-path="/users/{user_id}/recommendations"' in dom
+    assert 'data-path="/predict"' in dom
