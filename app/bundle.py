@@ -9,11 +9,13 @@ half a bundle and a failed run leaves `current` as it was.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +34,7 @@ RATINGS_FILE = "ratings.npz"
 LOSS_PLOT_FILE = "loss.png"
 REQUIRED_FILES = (MODEL_FILE, ENCODERS_FILE, METADATA_FILE, CATALOGUE_FILE, RATINGS_FILE)
 TEMP_PREFIX = ".incomplete-"
+WRITER_LOCK = ".writer.lock"
 MEMBER_ROLES = ("user_embedding", "movie_embedding", "user_bias", "movie_bias")
 M = TypeVar("M", bound="BaseModel")
 HOW_TO_MAKE_ONE = "make one with: python -m training --model-dir DIR (see README, Training)"
@@ -170,17 +173,19 @@ def write_bundle(
     staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{metadata.version}-", dir=model_dir))
     staging.chmod(0o755)  # mkdtemp makes it private; servers may run as another user
     try:
-        model.save(staging / MODEL_FILE)
-        _write_json(staging / ENCODERS_FILE, encoders.model_dump())
-        _write_json(staging / CATALOGUE_FILE, catalogue.model_dump())
-        _write_json(staging / METADATA_FILE, metadata.model_dump(mode="json"))
-        with open(staging / RATINGS_FILE, "wb") as handle:
-            np.savez(handle, indptr=ratings.indptr, movies=ratings.movies, ratings=ratings.ratings)
-        if write_extras is not None:
-            write_extras(staging)
-        _fsync_tree(staging)
-        final = model_dir / metadata.version
-        staging.rename(final)
+        with _writer_lock(staging):
+            model.save(staging / MODEL_FILE)
+            _write_json(staging / ENCODERS_FILE, encoders.model_dump())
+            _write_json(staging / CATALOGUE_FILE, catalogue.model_dump())
+            _write_json(staging / METADATA_FILE, metadata.model_dump(mode="json"))
+            with open(staging / RATINGS_FILE, "wb") as handle:
+                np.savez(handle, indptr=ratings.indptr, movies=ratings.movies, ratings=ratings.ratings)
+            if write_extras is not None:
+                write_extras(staging)
+            (staging / WRITER_LOCK).unlink()  # still locked through the open handle until renamed
+            _fsync_tree(staging)
+            final = model_dir / metadata.version
+            staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -228,11 +233,31 @@ def prune_versions(model_dir: Path, keep: int) -> list[Path]:
 
 
 def remove_abandoned_temporaries(model_dir: Path) -> None:
-    """Deletes staging folders of runs whose process is gone (killed mid-write)."""
+    """Deletes the staging folders of runs that died mid-write (SIGKILL, power loss).
+
+    A writer holds an exclusive lock on its staging folder's lock file for as long as it writes;
+    the kernel drops the lock when the process dies, however it dies. A folder whose lock can be
+    taken is therefore abandoned. (Process ids would not do: in containers every run is pid 1.)
+    """
     for path in model_dir.glob(f"{TEMP_PREFIX}*"):
-        pid = path.name.removeprefix(TEMP_PREFIX).split("-")[1]
-        if not (pid.isdigit() and _process_alive(int(pid))):
+        try:
+            handle = open(path / WRITER_LOCK, "rb")  # noqa: SIM115 - held while deciding
+        except OSError:
+            continue  # just created, or renamed away: not ours to judge
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer holds it
             shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _writer_lock(staging: Path) -> Iterator[None]:
+    """Marks a staging folder as being written, until the block ends or the process dies."""
+    with open(staging / WRITER_LOCK, "wb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def load_bundle(path: Path) -> Bundle:
@@ -253,7 +278,9 @@ def load_bundle(path: Path) -> Bundle:
     encoders = _read_model(path / ENCODERS_FILE, Encoders)
     catalogue = _read_model(path / CATALOGUE_FILE, Catalogue)
     if not len(catalogue.titles) == len(catalogue.genres) == len(encoders.movies):
-        raise BundleError(f"{path / CATALOGUE_FILE}: does not list every movie in {ENCODERS_FILE}")
+        raise BundleError(
+            f"{path / CATALOGUE_FILE}: does not list every movie in {ENCODERS_FILE}; {HOW_TO_MAKE_ONE}"
+        )
     ratings = _read_ratings(path / RATINGS_FILE, encoders)
     try:
         model = keras.saving.load_model(path / MODEL_FILE, safe_mode=True)
@@ -334,15 +361,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True

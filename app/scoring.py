@@ -17,6 +17,8 @@ from keras import ops
 
 from app.bundle import MEMBER_ROLES, member_layer_name
 
+PAIRS_PER_CALL = 1 << 18
+
 
 class CatalogueScores(keras.layers.Layer):
     """Mean over members of sigmoid(U @ M.T + user bias + movie bias), for a batch of users."""
@@ -66,10 +68,16 @@ class Scorer:
         self.catalogue = catalogue_model(model)
 
     def score_pairs(self, pairs: np.ndarray) -> np.ndarray:
-        """Scores in [0, 1] for int32 `(N, 2)` rows of [user_row, movie_row]."""
-        if len(pairs) == 0:
-            return np.zeros(0, dtype=np.float32)
-        return np.asarray(self.model.predict_on_batch(pairs.astype(np.int32))).reshape(-1)
+        """Scores in [0, 1] for int32 `(N, 2)` rows of [user_row, movie_row].
+
+        Millions of pairs (an evaluation) go in chunks, so memory stays bounded.
+        """
+        pairs = pairs.astype(np.int32, copy=False)
+        chunks = [
+            np.asarray(self.model.predict_on_batch(pairs[start : start + PAIRS_PER_CALL])).reshape(-1)
+            for start in range(0, len(pairs), PAIRS_PER_CALL)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Scores in [0, 1] of each user row against every movie: `(len(users), n_movies)`."""

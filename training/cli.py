@@ -36,7 +36,6 @@ def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(
         prog="python -m training",
         description="Train the recommender on MovieLens ratings and publish a bundle for the server.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parse.add_argument(
         "--data-dir",
@@ -55,7 +54,8 @@ def parser() -> argparse.ArgumentParser:
         choices=["default", "seed"],
         default="default",
         help="'seed' sets the seed notebook's configuration (1 model, 5 epochs, batch 64, "
-        "Adam 1e-3, no per-example L2, no early stopping); flags given after it still apply",
+        "Adam 1e-3, no per-example L2, no early stopping); flags given after it still apply "
+        "(default: default)",
     )
     parse.add_argument(
         "--if-missing",
@@ -86,7 +86,8 @@ def config_from(args: argparse.Namespace) -> TrainingConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    parse = parser()
+    args = parse.parse_args(argv)
     from app.bundle import BundleError, current_bundle_path
 
     if args.if_missing:
@@ -95,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         except BundleError:
             pass
-    config = config_from(args)
+    try:
+        config = config_from(args)
+    except ValueError as error:
+        parse.error(str(error))  # exit status 2, as for any other bad flag
     try:
         from training.data import DataError, resolve_source
         from training.run import run

@@ -24,6 +24,28 @@ class TrainingConfig:
     keep: int = 3
     verbose: int | str = "auto"
 
+    def __post_init__(self) -> None:
+        """Rejects values that would crash mid-run or silently train on nonsense, in one line."""
+        checks = {
+            "members": self.members >= 1,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "learning_rate": self.learning_rate > 0,
+            "embedding_dim": self.embedding_dim >= 1,
+            "l2": self.l2 >= 0,
+            "activity_l2": self.activity_l2 >= 0,
+            "early_stopping_fraction": 0 <= self.early_stopping_fraction < 1,
+            "patience": self.patience >= 0,
+            "validation_fraction": 0 < self.validation_fraction < 1,
+            "seed": 0 <= self.seed < 2**32,
+            "ranking_users": self.ranking_users is None or self.ranking_users >= 1,
+            "keep": self.keep >= 1,
+            "verbose": self.verbose in ("auto", 0, 1, 2),
+        }
+        for name, valid in checks.items():
+            if not valid:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is out of range")
+
 
 # The seed notebook as written (with the row-wise dot product): one model, 5 epochs at batch 64.
 SEED_PRESET = {

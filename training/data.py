@@ -132,7 +132,9 @@ def _read_csv(
     dtypes = {column: "float64" if column in numeric else "string" for column in columns}
     try:
         with handle:
-            frame = pd.read_csv(handle, dtype=dtypes, usecols=lambda c: c in columns)
+            # index_col=False: a first row with more fields than the header must not turn the
+            # first column into the index and shift every value one column to the left.
+            frame = pd.read_csv(handle, dtype=dtypes, usecols=lambda c: c in columns, index_col=False)
     except pd.errors.EmptyDataError as error:
         raise DataError(f"{name} is empty") from error
     except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as error:
@@ -164,6 +166,8 @@ def _read_ratings(opened: tuple[str, IO[bytes]]) -> pd.DataFrame:
     _first_bad_row(
         name, stars, stars.isna() | (stars < low) | (stars > high), f"a rating from {low} to {high}"
     )
+    if stars.min() == stars.max():
+        raise DataError(f"{name}: every rating is {stars.iloc[0]}; scaling needs two different ratings")
     return pd.DataFrame(
         {
             "userId": _integer_ids(name, frame["userId"]),

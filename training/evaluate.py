@@ -41,11 +41,14 @@ def dcg(gains: np.ndarray) -> np.ndarray:
     return gains @ discounts
 
 
-def ranking_metrics(top: np.ndarray, relevant: list[np.ndarray], k: int) -> dict[str, float]:
+def ranking_metrics(top: np.ndarray, relevant: list[np.ndarray], k: int) -> dict[str, float | None]:
     """Mean precision@k, recall@k and NDCG@k of ranked movie rows against relevant sets.
 
-    `top[i]` holds user i's k best candidates, best first; `relevant[i]` is non-empty.
+    `top[i]` holds user i's k best candidates, best first; `relevant[i]` is non-empty. With no
+    user at all (no held-out rating >= 4, as in a small data set), the figures are None.
     """
+    if not len(relevant):
+        return {f"precision@{k}": None, f"recall@{k}": None, f"ndcg@{k}": None}
     hits = np.array([np.isin(row[:k], rel) for row, rel in zip(top, relevant, strict=True)], float)
     n_relevant = np.array([len(rel) for rel in relevant], float)
     ideal = dcg((np.arange(k)[None, :] < np.minimum(n_relevant, k)[:, None]).astype(float))
@@ -124,13 +127,13 @@ def rank_with(
     relevant: list[np.ndarray],
     k: int = 10,
     block: int = 256,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Ranking metrics of a scorer over the task's users, scored a block of users at a time."""
     tops = [
         top_k_unseen(scorer(users[i : i + block]), seen[i : i + block], k)
         for i in range(0, len(users), block)
     ]
-    return ranking_metrics(np.concatenate(tops), relevant, k)
+    return ranking_metrics(np.concatenate(tops) if tops else np.zeros((0, k), int), relevant, k)
 
 
 def _group_by_user(pairs: np.ndarray, n_users: int) -> list[np.ndarray]:

@@ -1,0 +1,211 @@
+"""Evaluation figures on cases small enough to compute by hand, and the recorded RMSE's honesty."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from app.ranking import top_k_unseen
+from training.evaluate import (
+    Biases,
+    binary_crossentropy,
+    mae,
+    rank_with,
+    ranking_metrics,
+    ranking_task,
+    rating_metrics,
+    rmse,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_rmse_and_mae_by_hand():
+    predicted, actual = np.array([1.0, 2.0, 3.0, 4.5]), np.array([1.0, 2.5, 5.0, 4.0])
+    # errors 0, -0.5, -2, 0.5: squares 0 + 0.25 + 4 + 0.25 = 4.5; absolutes 0 + 0.5 + 2 + 0.5 = 3
+    assert rmse(predicted, actual) == pytest.approx(math.sqrt(4.5 / 4))
+    assert mae(predicted, actual) == pytest.approx(3 / 4)
+    assert rmse(actual, actual) == 0 and mae(actual, actual) == 0
+
+
+def test_binary_crossentropy_by_hand_and_like_keras():
+    # -(1*log 0.5 + 0) and -(0 + 1*log(1 - 0.9)): (0.693147 + 2.302585) / 2
+    scores, targets = np.array([0.5, 0.9]), np.array([1.0, 0.0])
+    assert binary_crossentropy(scores, targets) == pytest.approx((math.log(2) + math.log(10)) / 2)
+    # Soft target 0.25 at score 0.25: -(0.25 log 0.25 + 0.75 log 0.75)
+    expected = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert binary_crossentropy(np.array([0.25]), np.array([0.25])) == pytest.approx(expected)
+    # Scores of exactly 0 or 1 are clipped to 1e-7 as Keras does, so the loss stays finite.
+    assert binary_crossentropy(np.array([0.0]), np.array([1.0])) == pytest.approx(-math.log(1e-7), rel=1e-6)
+    assert binary_crossentropy(np.array([1.0, 0.0]), np.array([1.0, 0.0])) == pytest.approx(0, abs=1e-6)
+
+    rng = np.random.default_rng(0)
+    scores, targets = rng.uniform(0, 1, 200), rng.integers(0, 10, 200) / 9
+    by_keras = keras.losses.BinaryCrossentropy()(targets[:, None], scores[:, None])
+    assert binary_crossentropy(scores, targets) == pytest.approx(float(by_keras), rel=1e-5)
+
+
+def test_rating_metrics_score_stars_and_scaled_targets():
+    to_scores = lambda stars: (stars - 0.5) / 4.5  # noqa: E731
+    figures = rating_metrics(np.array([5.0, 0.5]), np.array([5.0, 0.5]), to_scores)
+    assert figures["rmse"] == 0 and figures["mae"] == 0 and figures["bce"] == pytest.approx(0, abs=1e-6)
+    # Predictions beyond the star range are clipped to [0, 1] before the BCE.
+    assert math.isfinite(rating_metrics(np.array([6.0]), np.array([5.0]), to_scores)["bce"])
+
+
+def test_ranking_metrics_by_hand():
+    # k = 3.
+    # User A: top [10, 20, 30], relevant {20, 40}: one hit at rank 2.
+    #   precision 1/3, recall 1/2, DCG = 1/log2(3), ideal DCG (2 relevant) = 1 + 1/log2(3),
+    #   NDCG = 0.6309298 / 1.6309298 = 0.3868528.
+    # User B: top [5, 6, -1] (only two candidates; -1 pads), relevant {5}: hit at rank 1.
+    #   precision 1/3, recall 1, DCG = 1, ideal DCG = 1, NDCG = 1.
+    # Means: precision 1/3, recall 0.75, NDCG 0.6934264.
+    top = np.array([[10, 20, 30], [5, 6, -1]])
+    relevant = [np.array([20, 40]), np.array([5])]
+    figures = ranking_metrics(top, relevant, 3)
+    assert figures["precision@3"] == pytest.approx(1 / 3)
+    assert figures["recall@3"] == pytest.approx(0.75)
+    assert figures["ndcg@3"] == pytest.approx(0.6934264, abs=1e-7)
+
+
+def test_ranking_metrics_with_more_relevant_movies_than_k():
+    # Relevant {1, 2, 3, 4}, k = 2, top [1, 9]: precision 1/2, recall 1/4;
+    # ideal DCG counts only k = 2 hits: 1 + 1/log2(3); DCG = 1, NDCG = 1 / 1.6309298 = 0.6131472.
+    figures = ranking_metrics(np.array([[1, 9]]), [np.array([1, 2, 3, 4])], 2)
+    assert figures == pytest.approx({"precision@2": 0.5, "recall@2": 0.25, "ndcg@2": 0.6131472})
+    # A perfect ranking scores 1 everywhere but recall.
+    perfect = ranking_metrics(np.array([[3, 4]]), [np.array([4, 3, 2])], 2)
+    assert perfect == pytest.approx({"precision@2": 1.0, "recall@2": 2 / 3, "ndcg@2": 1.0})
+
+
+def test_top_k_unseen_masks_rated_movies_and_sorts_best_first():
+    scores = np.array(
+        [
+            [0.1, 0.9, 0.5, 0.7, 0.3],
+            [0.8, 0.6, 0.4, 0.2, 0.0],
+            [0.5, 0.5, 0.5, 0.9, 0.1],
+        ]
+    )
+    original = scores.copy()
+    seen = [np.array([1]), np.array([0, 1, 2, 3]), np.array([], dtype=int)]
+    top = top_k_unseen(scores, seen, 3)
+    assert top[0].tolist() == [3, 2, 4]  # 0.9 is rated: 0.7, 0.5, 0.3
+    assert top[1].tolist() == [4, -1, -1]  # one unrated movie left, the rest padded
+    assert top[2][0] == 3 and len(set(top[2][1:])) == 2 and set(top[2][1:]) <= {0, 1, 2}  # ties
+    np.testing.assert_array_equal(scores, original)  # the caller's scores are not modified
+
+
+def test_top_k_unseen_agrees_with_a_full_sort_and_caps_k():
+    rng = np.random.default_rng(1)
+    scores = rng.uniform(size=(20, 50))
+    seen = [rng.choice(50, rng.integers(0, 40), replace=False) for _ in range(20)]
+    top = top_k_unseen(scores, seen, 10)
+    for row in range(20):
+        masked = scores[row].copy()
+        masked[seen[row]] = -np.inf
+        assert top[row].tolist() == np.argsort(-masked)[:10].tolist()
+        assert not set(top[row].tolist()) & set(seen[row].tolist())
+    assert top_k_unseen(scores[:2], seen[:2], 100).shape == (2, 50)
+
+
+def test_biases_one_pass_by_hand():
+    # Ratings (user, movie, stars): (0, 0, 5), (0, 1, 3), (1, 0, 4); mean 4; damping d = 5.
+    # Movies first: movie 0 residuals 1 + 0 over 2 + 5 -> 1/7; movie 1: -1 over 1 + 5 -> -1/6.
+    # Then users: user 0 residuals (5 - 4 - 1/7) + (3 - 4 + 1/6) = 6/7 - 5/6 = 1/42, over 2 + 5
+    # -> 1/294; user 1: (4 - 4 - 1/7) over 1 + 5 -> -1/42.
+    pairs = np.array([[0, 0], [0, 1], [1, 0]])
+    stars = np.array([5.0, 3.0, 4.0])
+    biases = Biases(pairs, stars, n_users=2, n_movies=2, damping=5.0, passes=1)
+    assert biases.mean == 4.0
+    np.testing.assert_allclose(biases.movie, [1 / 7, -1 / 6])
+    np.testing.assert_allclose(biases.user, [1 / 294, -1 / 42])
+    np.testing.assert_allclose(biases.predict(np.array([[1, 1]])), [4 - 1 / 42 - 1 / 6])
+    np.testing.assert_allclose(
+        biases.score_users(np.array([1, 0])), 4 + biases.user[[1, 0]][:, None] + biases.movie
+    )
+
+
+def test_biases_recover_an_exactly_additive_rating_table():
+    # stars = 3 + a_user + b_movie on a complete grid with zero-mean a and b: undamped, the
+    # alternating fit finds a and b exactly and predicts every rating.
+    a, b = np.array([0.5, -0.5, 1.0, -1.0]), np.array([0.25, -0.75, 0.5])
+    users, movies = np.meshgrid(np.arange(4), np.arange(3), indexing="ij")
+    pairs = np.stack([users.ravel(), movies.ravel()], axis=1)
+    stars = 3 + a[pairs[:, 0]] + b[pairs[:, 1]]
+    biases = Biases(pairs, stars, 4, 3, damping=0.0, passes=3)
+    np.testing.assert_allclose(biases.user, a, atol=1e-12)
+    np.testing.assert_allclose(biases.movie, b, atol=1e-12)
+    np.testing.assert_allclose(biases.predict(pairs), stars, atol=1e-12)
+
+
+def test_the_ranking_task_uses_held_out_ratings_of_four_and_up_against_training_history():
+    train = np.array([[0, 0], [0, 1], [1, 2], [2, 0]])
+    validation = np.array([[0, 2], [0, 3], [1, 0], [2, 1]])
+    validation_stars = np.array([4.0, 3.5, 5.0, 2.0])
+    users, seen, relevant = ranking_task(train, validation, validation_stars, 3, None, 42)
+    assert users.tolist() == [0, 1]  # user 2's only held-out rating is below 4
+    assert [s.tolist() for s in seen] == [[0, 1], [2]]
+    assert [r.tolist() for r in relevant] == [[2], [0]]
+    sampled, _, _ = ranking_task(train, validation, validation_stars, 3, 1, 42)
+    assert len(sampled) == 1 and sampled[0] in (0, 1)
+
+
+def test_ranking_with_a_scorer_through_the_same_code():
+    # Scores prefer higher movie rows; user 0 rated movie 3 in training, so 2 comes first.
+    scorer = lambda users: np.tile(np.arange(4, dtype=float), (len(users), 1))  # noqa: E731
+    figures = rank_with(
+        scorer, np.array([0, 1]), [np.array([3]), np.array([], int)], [np.array([2]), np.array([0])], k=2
+    )
+    # User 0: top [2, 1], hit at rank 1 -> P 1/2, R 1, NDCG 1.  User 1: top [3, 2], no hit -> 0.
+    assert figures == pytest.approx({"precision@2": 0.25, "recall@2": 0.5, "ndcg@2": 0.5})
+
+
+def test_ranking_without_any_user_gives_no_figures_rather_than_crashing():
+    scorer = lambda users: np.zeros((len(users), 4))  # noqa: E731
+    figures = rank_with(scorer, np.array([], dtype=int), [], [], k=10)
+    assert figures == {"precision@10": None, "recall@10": None, "ndcg@10": None}
+
+
+def test_the_bundle_records_model_and_baseline_figures(tiny_bundle):
+    metrics = json.loads((tiny_bundle / "metadata.json").read_text())["metrics"]
+    assert set(metrics) == {"model", "user+movie biases", "global mean", "most popular"}
+    for name in ("model", "user+movie biases"):
+        assert all(metrics[name][c] is not None for c in ("bce", "rmse", "mae", "precision@10", "ndcg@10"))
+    assert metrics["global mean"]["ndcg@10"] is None and metrics["most popular"]["rmse"] is None
+
+
+def load_check_script():
+    path = REPO / "benchmarks" / "check_bundle_rmse.py"
+    spec = importlib.util.spec_from_file_location("check_bundle_rmse", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_recorded_rmse_matches_an_independent_recomputation(tiny_model_dir, tiny_data_dir, capsys):
+    check = load_check_script()
+    argv = ["--bundle", str(tiny_model_dir / "current"), "--data-dir", str(tiny_data_dir)]
+    assert check.main([*argv, "--max-rmse", "5", "--tolerance", "1e-4"]) == 0, capsys.readouterr()
+    assert "recomputed rmse" in capsys.readouterr().out
+    # The threshold bites.
+    assert check.main([*argv, "--max-rmse", "0.01"]) == 1
+    assert "above --max-rmse" in capsys.readouterr().err
+
+
+def test_the_independent_check_catches_a_wrong_recorded_rmse(tmp_path, tiny_bundle, tiny_data_dir, capsys):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    metadata["metrics"]["model"]["rmse"] += 0.01
+    (bundle / "metadata.json").write_text(json.dumps(metadata))
+    check = load_check_script()
+    assert check.main(["--bundle", str(bundle), "--data-dir", str(tiny_data_dir), "--max-rmse", "5"]) == 1
+    assert "differs from the recorded rmse" in capsys.readouterr().err
