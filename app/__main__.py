@@ -14,10 +14,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 8000)")
     args = parser.parse_args(argv)
 
+    from pydantic import ValidationError
+
     from app.settings import Settings
     from app.threads import limit_compute_threads
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        print(f"cannot serve: invalid setting ({problems})", file=sys.stderr)
+        return 2
     overrides = {name: value for name, value in vars(args).items() if value is not None}
     settings = settings.model_copy(update=overrides)
     limit_compute_threads(settings.compute_threads)

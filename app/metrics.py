@@ -20,6 +20,7 @@ class Metrics:
     model_version: Gauge
     model_events: Counter
     rejected: Counter
+    queued: Gauge
 
 
 def create_metrics() -> Metrics:
@@ -50,6 +51,7 @@ def create_metrics() -> Metrics:
         model_events=Counter(
             "model_events", "Bundle loads, swaps and refusals", ["event"], registry=registry
         ),
+        queued=Gauge("model_queue_depth", "Requests waiting for a model call", ["kind"], registry=registry),
         rejected=Counter(
             "overload_rejections", "Requests answered 503 because the queue was full", registry=registry
         ),

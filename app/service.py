@@ -46,6 +46,8 @@ class Service:
             executor=self._executor,
             on_batch=metrics.batch_size.labels("predict").observe,
         )
+        metrics.queued.labels("recommend").set_function(lambda: self._recommend.queued)
+        metrics.queued.labels("predict").set_function(lambda: self._predict.queued)
         self._reload_lock = asyncio.Lock()
         self._refused: Path | None = None
         self._watcher: asyncio.Task[None] | None = None

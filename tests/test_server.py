@@ -35,6 +35,13 @@ def test_a_corrupt_bundle_stops_start_up_naming_the_file(tmp_path, tiny_model_di
     assert "model.keras" in stderr and "python -m training" in stderr
 
 
+def test_an_invalid_setting_stops_start_up_naming_it(tiny_model_dir):
+    server = start_server(tiny_model_dir, free_port(), BATCH_WINDOW_MS="5000")
+    _, stderr = server.communicate(timeout=120)
+    assert server.returncode == 2
+    assert "BATCH_WINDOW_MS" in stderr and "Traceback" not in stderr
+
+
 def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_model_dir):
     user_id = json.loads((tiny_model_dir / "current" / "encoders.json").read_text())["users"][0]
 
@@ -42,10 +49,11 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_model_dir):
         with httpx.Client(timeout=10) as client:  # a connection each: no keep-alive races
             return client.get(f"{url}/users/{user_id}/recommendations").status_code
 
-    # A long batching window holds every request inside the server when SIGTERM arrives.
-    with live_server(tiny_model_dir, BATCH_WINDOW_MS="400") as (server, url), ThreadPoolExecutor(16) as pool:
+    # A long batching window holds every request inside the server; SIGTERM comes once all 16 wait.
+    with live_server(tiny_model_dir, BATCH_WINDOW_MS="1000") as (server, url), ThreadPoolExecutor(16) as pool:
         futures = [pool.submit(ask, i) for i in range(16)]
-        time.sleep(0.2)
+        while 'model_queue_depth{kind="recommend"} 16.0' not in httpx.get(f"{url}/metrics").text:
+            time.sleep(0.02)
         server.send_signal(signal.SIGTERM)
         statuses = [future.result() for future in futures]
         assert server.wait(15) == 0
