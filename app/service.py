@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,9 @@ from app.logs import log
 from app.metrics import Metrics
 from app.model import PredictRequest, Ranked, RecommendRequest, ServedModel, predict_batch, recommend_batch
 from app.settings import Settings
+
+# Requests in flight on a swapped-out model finish well within this; then the heap is frozen again.
+SETTLE_SECONDS = 5.0
 
 
 class Service:
@@ -98,12 +102,17 @@ class Service:
             return "swapped"
 
     def _install(self, model: ServedModel, event: str) -> None:
+        gc.unfreeze()  # let the collector see the old model's cycles again once it is dropped
         previous, self.model, self._refused = self.model, model, None
         if previous is not None:
             self.metrics.model_version.remove(previous.version)
         self.metrics.model_version.labels(model.version).set(1)
         self.metrics.model_events.labels(event).inc()
         log(f"model {event}", model_version=model.version, previous=previous and previous.version)
+        if previous is None:
+            freeze_heap()
+        else:  # once requests that started on the old model are done, so that it is not frozen too
+            asyncio.get_running_loop().call_later(SETTLE_SECONDS, freeze_heap)
 
     def _refuse(self, path: Path | None, error: Exception) -> str:
         self._refused = path
@@ -122,3 +131,14 @@ class Service:
             await asyncio.sleep(self.settings.reload_interval_s)
             with contextlib.suppress(Exception):
                 await self.reload()
+
+
+def freeze_heap() -> None:
+    """Moves every object alive now out of the collector's reach (`gc.freeze`).
+
+    TensorFlow, Keras and a loaded bundle leave millions of long-lived objects; each full
+    collection walked them all, pausing the event loop for ~200 ms and setting the p99 latency
+    under load. Frozen, they are skipped; they are still freed by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
