@@ -32,11 +32,11 @@ NOT_FOUND = {404: {"model": ErrorMessage, "description": "Unknown id"}}
 UNAVAILABLE = {503: {"model": ErrorMessage, "description": "Not ready, or overloaded: retry later"}}
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-def served_model(request: Request, service: Annotated[Service, Depends(get_service)]) -> ServedModel:
+async def served_model(request: Request, service: Annotated[Service, Depends(get_service)]) -> ServedModel:
     """The model in service when the request arrived; 503 while none is loaded."""
     model = service.model
     if model is None:
