@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,28 +35,26 @@ class Service:
         self.metrics = metrics
         self.model: ServedModel | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        window = settings.batch_window_ms / 1000
-        self._recommend = MicroBatcher(
-            recommend_batch,
-            window=window,
-            max_items=settings.batch_max_users,
-            max_queue=settings.max_queue,
-            executor=self._executor,
-            on_batch=metrics.batch_size.labels("recommend").observe,
-        )
-        self._predict = MicroBatcher(
-            predict_batch,
-            window=window,
-            max_items=settings.batch_max_requests,
-            max_queue=settings.max_queue,
-            executor=self._executor,
-            on_batch=metrics.batch_size.labels("predict").observe,
-        )
+        self._recommend = self._batcher(recommend_batch, "recommend", settings.batch_max_users)
+        self._predict = self._batcher(predict_batch, "predict", settings.batch_max_requests)
         metrics.queued.labels("recommend").set_function(lambda: self._recommend.queued)
         metrics.queued.labels("predict").set_function(lambda: self._predict.queued)
         self._reload_lock = asyncio.Lock()
         self._refused: Path | None = None
         self._watcher: asyncio.Task[None] | None = None
+
+    def _batcher(
+        self, process: Callable[[Sequence[Any]], list[Any]], kind: str, max_items: int
+    ) -> MicroBatcher:
+        """A micro-batcher on the shared model thread, its batch sizes observed under `kind`."""
+        return MicroBatcher(
+            process,
+            window=self.settings.batch_window_ms / 1000,
+            max_items=max_items,
+            max_queue=self.settings.max_queue,
+            executor=self._executor,
+            on_batch=self.metrics.batch_size.labels(kind).observe,
+        )
 
     async def start(self, preloaded: ServedModel | None = None) -> None:
         """Serves `preloaded`, or loads `MODEL_DIR/current`; raises `BundleError` if it cannot."""
