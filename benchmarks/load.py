@@ -91,15 +91,23 @@ class Runner:
         batches_before = server.batch_counters() if server.spec.name == "real" else {}
         cpu_before, started, wall_start = server.cpu_seconds(), time.monotonic(), time.time()
         machine_before, children_before = machine_cpu_seconds(), children_cpu_seconds()
-        run = run_wrk(
-            server.url,
-            endpoint,
-            self.files.for_endpoint(endpoint),
-            connections=connections,
-            duration=duration,
-            threads=self.args.wrk_threads,
-            timeout=self.args.timeout,
-        )
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"{server.spec.name} server exited ({server.process.returncode}) before the run"
+            )
+        try:
+            run = run_wrk(
+                server.url,
+                endpoint,
+                self.files.for_endpoint(endpoint),
+                connections=connections,
+                duration=duration,
+                threads=self.args.wrk_threads,
+                timeout=self.args.timeout,
+            )
+        except RuntimeError as error:
+            state = "running" if server.process.poll() is None else f"exited ({server.process.returncode})"
+            raise RuntimeError(f"{error}; the {server.spec.name} server is {state}") from error
         busy = server.cpu_seconds() - cpu_before
         wrk_busy = children_cpu_seconds() - children_before
         others = machine_cpu_seconds() - machine_before - busy - wrk_busy
@@ -385,7 +393,12 @@ def sweep(args: argparse.Namespace, runner: Runner) -> dict[str, Any]:
         label = " ".join(f"{k}={v}" for k, v in config.items()) or "defaults"
         log(f"=== sweep: {label}")
         spec = ServerSpec("real", args.model_dir, env, gc_stats=args.gc_stats, root=args.real_root)
-        result = runner.measure(spec, plan, args.duration)
+        try:
+            result = runner.measure(spec, plan, args.duration)
+        except RuntimeError as error:  # one broken configuration does not end the sweep
+            log(f"=== sweep: {label} failed: {error}")
+            rows.append({"label": label, "env": env, "error": str(error)})
+            continue
         rows.append({"label": label, **result})
         time.sleep(1)
     return {"floor": floor, "configs": rows}
@@ -397,7 +410,10 @@ def sweep_table(result: dict[str, Any]) -> tuple[str, str]:
         floor_rps = result["floor"]["runs"][0]["requests_per_s"]
     header = f"{'settings':<36}{'ready s':>8}{'RSS MB':>8}{'other%':>7}"
     columns: list[tuple[str, int]] = []
-    for run in result["configs"][0]["runs"]:
+    measured = [row for row in result["configs"] if "error" not in row]
+    if not measured:
+        return "every configuration failed", "no result"
+    for run in measured[0]["runs"]:
         columns.append((run["endpoint"], run["connections"]))
         short = "recs" if run["endpoint"] == "recommendations" else "pred"
         title = f"{short}@{run['connections']} req/s"
@@ -407,6 +423,9 @@ def sweep_table(result: dict[str, Any]) -> tuple[str, str]:
     lines = [header, "-" * len(header)]
     scored = []
     for row in result["configs"]:
+        if "error" in row:
+            lines.append(f"{row['label']:<36}failed: {row['error'][:150]}")
+            continue
         others = max(r.get("other_processes_cpu_percent", 0) for r in row["runs"])
         line = f"{row['label']:<36}{row['ready_seconds']:>8.2f}{row['memory']['peak_rss_mb']:>8.0f}"
         line += f"{others:>7.0f}"
@@ -430,7 +449,11 @@ def sweep_table(result: dict[str, Any]) -> tuple[str, str]:
         lines.append(line)
         scored.append((met, recs32["requests_per_s"] if recs32 else 0.0, row["label"]))
     best = max(scored)
-    verdict = f"best: {best[2]} ({best[0]} load targets met, {best[1]:.0f} req/s for recommendations at 32)"
+    verdict = (
+        f"best: {best[2]} ({best[0]} load targets met, {best[1]:.0f} req/s for recommendations at 32); "
+        "identical settings differ by about 6% from run to run, so read closer figures as ties, "
+        f"and distrust rows whose other% exceeds {OTHERS_WARNING_PERCENT:.0f}"
+    )
     return "\n".join(lines), verdict
 
 
