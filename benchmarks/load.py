@@ -138,6 +138,7 @@ class Runner:
         profile_plan: tuple[tuple[str, int], ...] = (),
     ) -> dict[str, Any]:
         """Starts the server, optionally records its answers, runs `plan` and stops it."""
+        speed_before = cpu_speed()
         server = self.start(spec)
         started = [server]
         result: dict[str, Any] = {
@@ -213,6 +214,7 @@ class Runner:
             server.stop()
         if spec.gc_stats:
             attach_gc_pauses(result, [pause for s in started for pause in s.gc_pauses()])
+        result["cpu_speed"] = {"before": speed_before, "after": cpu_speed()}
         return result
 
     def profile(self, server: Server, endpoint: str, connections: int, duration: float) -> dict[str, Any]:
@@ -231,6 +233,22 @@ class Runner:
         log(f"[profile] {endpoint} c={connections} ({run['requests_per_s']:.0f} req/s while sampled), {out}:")
         log(profiling.summary_text(summary))
         return {"endpoint": endpoint, "connections": connections, "run": run, "file": str(out), **summary}
+
+
+def cpu_speed() -> float:
+    """Millions of iterations per second of a fixed pure-Python loop (best of 5): the machine's speed.
+
+    This machine's speed drifts by up to 2x over minutes (shared host, invisible as steal time), so
+    each server's runs record it before and after; ratios between servers measured at different
+    speeds are skewed by the same factor.
+    """
+    best = float("inf")
+    for _ in range(5):
+        started, total = time.perf_counter(), 0
+        for i in range(200_000):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - started)
+    return round(200_000 / best / 1e6, 2)
 
 
 def children_cpu_seconds() -> float:
@@ -326,23 +344,42 @@ def bundle_summary(model_dir: Path) -> dict[str, Any]:
 
 
 def compare(args: argparse.Namespace, runner: Runner, check: dict[str, Any]) -> dict[str, Any]:
-    """The three servers, one after another, under the same plan."""
+    """The servers one after another under the same plan, `--repeat` rounds (the naive one once)."""
     plan = [(e, c) for e in args.endpoints for c in args.connections]
-    servers: dict[str, dict[str, Any]] = {}
-    for name in args.servers:
-        real = name == "real"
-        spec = ServerSpec(
-            name,
-            args.model_dir,
-            args.env if real else {},
-            gc_stats=real and args.gc_stats,
-            root=args.real_root,
-        )
-        duration = args.naive_duration if name == "naive" else args.duration
-        profile_plan = tuple((e, 32) for e in args.endpoints) if args.profile and name == "real" else ()
-        servers[name] = runner.measure(spec, plan, duration, check, profile_plan)
-        servers[name]["duration_s"] = duration
-        time.sleep(1)  # let the port and the cores go quiet between servers
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    for round_number in range(1, args.repeat + 1):
+        for name in args.servers:
+            if name == "naive" and round_number > 1:
+                continue  # hundreds of times slower: one round says all there is to say
+            if args.repeat > 1:
+                log(f"=== round {round_number}/{args.repeat}: {name}")
+            real = name == "real"
+            spec = ServerSpec(
+                name,
+                args.model_dir,
+                args.env if real else {},
+                gc_stats=real and args.gc_stats,
+                root=args.real_root,
+            )
+            duration = args.naive_duration if name == "naive" else args.duration
+            profiling_now = args.profile and real and round_number == args.repeat
+            profile_plan = tuple((e, 32) for e in args.endpoints) if profiling_now else ()
+            result = runner.measure(spec, plan, duration, check if round_number == 1 else None, profile_plan)
+            result["duration_s"] = duration
+            rounds.setdefault(name, []).append(result)
+            time.sleep(1)  # let the port and the cores go quiet between servers
+    servers = {}
+    for name, results in rounds.items():
+        servers[name] = median_result(results) if len(results) > 1 else results[0]
+        servers[name]["answers"] = results[0].get("answers")
+        servers[name]["cpu_speed"] = results[0]["cpu_speed"] | {
+            "after": results[-1]["cpu_speed"]["after"],
+            "rounds": [r["cpu_speed"] for r in results],
+        }
+        if len(results) > 1:
+            servers[name]["profiles"] = results[-1].get("profiles", [])
+            servers[name]["notes"] = [note for r in results for note in r.get("notes", [])]
+            servers[name]["restarts"] = sum(r.get("restarts", 0) for r in results)
     agreements = {}
     if "real" in servers:
         for name in ("floor", "naive"):
@@ -380,28 +417,64 @@ def same_value(default: object, value: str) -> bool:
 
 
 def sweep(args: argparse.Namespace, runner: Runner) -> dict[str, Any]:
+    """Every configuration in turn, `--repeat` rounds interleaved; each cell is the median round's."""
     levels = args.sweep_connections
     plan = [("recommendations", c) for c in levels]
     if "predict" in args.endpoints:
         plan.append(("predict", 32))
-    floor = None
-    if "floor" in args.servers:
-        floor = runner.measure(ServerSpec("floor", args.model_dir), [("recommendations", 32)], args.duration)
-    rows = []
-    for config in sweep_configs(args.sweep, args.combo):
-        env = {**args.env, **config}
-        label = " ".join(f"{k}={v}" for k, v in config.items()) or "defaults"
-        log(f"=== sweep: {label}")
-        spec = ServerSpec("real", args.model_dir, env, gc_stats=args.gc_stats, root=args.real_root)
-        try:
-            result = runner.measure(spec, plan, args.duration)
-        except RuntimeError as error:  # one broken configuration does not end the sweep
-            log(f"=== sweep: {label} failed: {error}")
-            rows.append({"label": label, "env": env, "error": str(error)})
-            continue
-        rows.append({"label": label, **result})
-        time.sleep(1)
-    return {"floor": floor, "configs": rows}
+    configs = sweep_configs(args.sweep, args.combo)
+    floors: list[dict[str, Any]] = []
+    samples: dict[str, list[dict[str, Any]]] = {}
+    for round_number in range(1, args.repeat + 1):
+        if "floor" in args.servers:
+            floors.append(
+                runner.measure(ServerSpec("floor", args.model_dir), [("recommendations", 32)], args.duration)
+            )
+        for config in configs:
+            env = {**args.env, **config}
+            label = " ".join(f"{k}={v}" for k, v in config.items()) or "defaults"
+            log(f"=== sweep round {round_number}/{args.repeat}: {label}")
+            spec = ServerSpec("real", args.model_dir, env, gc_stats=args.gc_stats, root=args.real_root)
+            try:
+                result = runner.measure(spec, plan, args.duration)
+            except RuntimeError as error:  # one broken configuration does not end the sweep
+                log(f"=== sweep: {label} failed: {error}")
+                result = {"env": env, "error": str(error)}
+            samples.setdefault(label, []).append(result)
+            time.sleep(1)
+    floor = median_result(floors) if floors else None
+    return {"floor": floor, "configs": [{"label": k, **median_result(v)} for k, v in samples.items()]}
+
+
+def median_result(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result standing for several rounds: per run, the round with the median throughput
+    (its latencies with it), errors summed over rounds, every round's throughput kept."""
+    good = [r for r in results if "error" not in r]
+    if not good:
+        return results[0]
+    merged = dict(good[0])
+    merged["rounds"] = len(results)
+    merged["failed_rounds"] = len(results) - len(good)
+    merged["ready_seconds"] = float(np.median([r["ready_seconds"] for r in good]))
+    merged["memory"] = {
+        "peak_rss_mb": max(r["memory"]["peak_rss_mb"] for r in good),
+        "rss_mb": max(r["memory"]["rss_mb"] for r in good),
+    }
+    runs = []
+    for i, first in enumerate(good[0]["runs"]):
+        same = [r["runs"][i] for r in good if len(r["runs"]) > i]
+        ordered = sorted(same, key=lambda run: run["requests_per_s"])
+        middle = dict(ordered[len(ordered) // 2])
+        middle["requests_per_s_rounds"] = [run["requests_per_s"] for run in same]
+        middle["p99_ms_rounds"] = [run["latency_ms"]["p99"] for run in same]
+        middle["non_2xx"] = sum(run["non_2xx"] for run in same)
+        middle["socket_errors"] = {
+            key: sum(run["socket_errors"][key] for run in same) for key in first["socket_errors"]
+        }
+        middle["other_processes_cpu_percent"] = max(run["other_processes_cpu_percent"] for run in same)
+        runs.append(middle)
+    merged["runs"] = runs
+    return merged
 
 
 def sweep_table(result: dict[str, Any]) -> tuple[str, str]:
@@ -420,6 +493,7 @@ def sweep_table(result: dict[str, Any]) -> tuple[str, str]:
         header += f"{title:>16}{'p99':>8}{'err':>6}"
     if floor_rps:
         header += f"{'recs@32/floor':>15}"
+    header += f"{'recs@32 rounds':>22}"
     lines = [header, "-" * len(header)]
     scored = []
     for row in result["configs"]:
@@ -446,6 +520,11 @@ def sweep_table(result: dict[str, Any]) -> tuple[str, str]:
             share = recs32["requests_per_s"] / floor_rps
             met += share >= report.TARGET_FLOOR_SHARE
             line += f"{share:>15.2f}"
+        if recs32:
+            rounds = "/".join(
+                f"{v:.0f}" for v in recs32.get("requests_per_s_rounds", [recs32["requests_per_s"]])
+            )
+            line += f"{rounds:>22}"
         lines.append(line)
         scored.append((met, recs32["requests_per_s"] if recs32 else 0.0, row["label"]))
     best = max(scored)
@@ -500,6 +579,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"measure only the real server under each setting in turn (default grid: {DEFAULT_SWEEP})",
     )
     parser.add_argument("--combo", action="append", default=[], help="with --sweep: a set such as A=1,B=2")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds, interleaved (real, floor, real, floor, ...; with --sweep: every setting per round); "
+        "each figure is the median round's. The naive server runs once",
+    )
     parser.add_argument("--sweep-connections", type=parse_list, default=[32, 128], help="default 32,128")
     parser.add_argument("--profile", action="store_true", help="py-spy the real server at 32 connections")
     parser.add_argument("--profile-native", action="store_true", help="with --profile: native frames too")
@@ -614,12 +700,28 @@ def comparison_text(document: dict[str, Any], args: argparse.Namespace) -> str:
         "Real server against the references (throughput ratio; p99 in ms):",
         report.ratios_table(servers, rows),
     ]
-    parts += ["", f"{'server':<8}{'ready s':>9}{'peak RSS MB':>13}{'RSS MB':>9}{'restarts':>10}"]
+    parts += [
+        "",
+        f"{'server':<8}{'ready s':>9}{'peak RSS MB':>13}{'RSS MB':>9}{'restarts':>10}"
+        f"{'cpu speed before/after':>24}",
+    ]
     for name, server in servers.items():
         memory = server["memory"]
         parts.append(
             f"{name:<8}{server['ready_seconds']:>9.2f}{memory['peak_rss_mb']:>13.0f}{memory['rss_mb']:>9.0f}"
             f"{server['restarts']:>10}"
+            f"{'{before} / {after}'.format(**server['cpu_speed']):>24}"
+        )
+    speeds = [
+        value
+        for server in servers.values()
+        for measured in server["cpu_speed"].get("rounds", [server["cpu_speed"]])
+        for value in (measured["before"], measured["after"])
+    ]
+    if speeds and max(speeds) > 1.1 * min(speeds):
+        parts.append(
+            f"WARNING: the machine's speed drifted from {min(speeds)} to {max(speeds)} (a fixed Python loop, "
+            "millions of iterations/s) during the measurements: ratios between servers are skewed by it"
         )
     gc_lines = gc_table(servers.get("real", {}))
     if gc_lines:

@@ -25,6 +25,7 @@ IDLE_LEAVES = {
     "Queue.get (queue.py)",
     "_worker (concurrent/futures/thread.py)",
     "WorkerThread.run (anyio/_backends/_asyncio.py)",
+    "QueueListener.dequeue (logging/handlers.py)",
 }
 
 
