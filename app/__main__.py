@@ -31,12 +31,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from app.bundle import BundleError, current_bundle_path
+    from app.bundle import BundleError
+    from app.bundle_store import current_bundle_path
     from app.main import create_app
-    from app.model import ServedModel
+    from app.served import ServedBundle
 
     try:
-        preloaded = ServedModel.load(current_bundle_path(settings.model_dir))
+        preloaded = ServedBundle.load(current_bundle_path(settings.model_dir))
     except BundleError as error:
         print(f"cannot serve: {error}", file=sys.stderr)
         return 2

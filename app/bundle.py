@@ -1,21 +1,15 @@
-"""The bundle: the one contract between training and serving.
+"""The bundle format: the one contract between training and serving.
 
-Training writes a bundle with `write_bundle`; the server reads it with `load_bundle`. Both sides
-import this module and nothing else of each other, so the file names, the encoders' format and
-the `FORMAT_VERSION` live here once. A bundle is written under a hidden temporary name, renamed
-into place and only then published by switching the `current` symlink, so a reader never sees
-half a bundle and a failed run leaves `current` as it was.
+Training writes a bundle's files with `write_bundle_files`; the server reads them with
+`load_bundle`. Both sides import this module and nothing else of each other, so the file names,
+the encoders' format and the `FORMAT_VERSION` live here once, the writer beside the reader.
+Where bundles live and how a new one is published atomically is `app.bundle_store`'s job.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +19,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 FORMAT_VERSION = 1
-CURRENT = "current"
 MODEL_FILE = "model.keras"
 ENCODERS_FILE = "encoders.json"
 METADATA_FILE = "metadata.json"
@@ -33,10 +26,8 @@ CATALOGUE_FILE = "movies.json"
 RATINGS_FILE = "ratings.npz"
 LOSS_PLOT_FILE = "loss.png"
 REQUIRED_FILES = (MODEL_FILE, ENCODERS_FILE, METADATA_FILE, CATALOGUE_FILE, RATINGS_FILE)
-TEMP_PREFIX = ".incomplete-"
-WRITER_LOCK = ".writer.lock"
 MEMBER_ROLES = ("user_embedding", "movie_embedding", "user_bias", "movie_bias")
-M = TypeVar("M", bound="BaseModel")
+Document = TypeVar("Document", bound=BaseModel)
 HOW_TO_MAKE_ONE = "make one with: python -m training --model-dir DIR (see README, Training)"
 
 
@@ -93,7 +84,7 @@ class Metadata(BaseModel):
 
 
 @dataclass(frozen=True)
-class UserRatings:
+class RatingsByUser:
     """Every rating of every user, as CSR rows: user row u owns `movies[indptr[u]:indptr[u+1]]`.
 
     Kept as three flat arrays because a dict of lists for 25 million ratings would cost
@@ -107,7 +98,7 @@ class UserRatings:
     @classmethod
     def from_pairs(
         cls, users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, n_users: int
-    ) -> UserRatings:
+    ) -> RatingsByUser:
         """Groups (user row, movie row, stars) triples by user, vectorised."""
         order = np.argsort(users, kind="stable")
         counts = np.bincount(users, minlength=n_users)
@@ -129,7 +120,7 @@ class Bundle:
     encoders: Encoders
     metadata: Metadata
     catalogue: Catalogue
-    ratings: UserRatings
+    ratings: RatingsByUser
 
     @property
     def version(self) -> str:
@@ -151,113 +142,22 @@ def new_version(now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%S%fZ}-{os.getpid()}"
 
 
-def write_bundle(
-    model_dir: Path,
+def write_bundle_files(
+    folder: Path,
     *,
     model: Any,
     encoders: Encoders,
     metadata: Metadata,
     catalogue: Catalogue,
-    ratings: UserRatings,
-    write_extras: Callable[[Path], None] | None = None,
-    keep: int = 3,
-) -> Path:
-    """Writes a complete bundle, publishes it as `current`, then prunes old versions.
-
-    Every file goes into a hidden temporary folder first; only a finished folder is renamed to
-    its version name, and only then is `current` switched, by replacing the symlink in one
-    `os.replace`. A crash at any point leaves `current` pointing where it did.
-    """
-    model_dir.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_temporaries(model_dir)
-    staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{metadata.version}-", dir=model_dir))
-    staging.chmod(0o755)  # mkdtemp makes it private; servers may run as another user
-    try:
-        with _writer_lock(staging):
-            model.save(staging / MODEL_FILE)
-            _write_json(staging / ENCODERS_FILE, encoders.model_dump())
-            _write_json(staging / CATALOGUE_FILE, catalogue.model_dump())
-            _write_json(staging / METADATA_FILE, metadata.model_dump(mode="json"))
-            with open(staging / RATINGS_FILE, "wb") as handle:
-                np.savez(handle, indptr=ratings.indptr, movies=ratings.movies, ratings=ratings.ratings)
-            if write_extras is not None:
-                write_extras(staging)
-            (staging / WRITER_LOCK).unlink()  # still locked through the open handle until renamed
-            _fsync_tree(staging)
-            final = model_dir / metadata.version
-            staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    publish(model_dir, final.name)
-    prune_versions(model_dir, keep=keep)
-    return final
-
-
-def publish(model_dir: Path, version: str) -> None:
-    """Points `model_dir/current` at a version folder atomically (symlink swapped by rename)."""
-    link = model_dir / f".{CURRENT}.{os.getpid()}"
-    link.unlink(missing_ok=True)
-    link.symlink_to(version, target_is_directory=True)
-    os.replace(link, model_dir / CURRENT)
-    _fsync_dir(model_dir)
-
-
-def current_bundle_path(model_dir: Path) -> Path:
-    """The version folder that `current` points at, resolved once so a swap mid-load is harmless."""
-    link = model_dir / CURRENT
-    if not link.exists():
-        raise BundleError(f"no bundle at {link}: {HOW_TO_MAKE_ONE}")
-    return link.resolve()
-
-
-def version_folders(model_dir: Path) -> list[Path]:
-    """Published version folders, oldest first."""
-    if not model_dir.is_dir():
-        return []
-    found = [
-        p for p in model_dir.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
-    ]
-    return sorted(found, key=lambda p: p.name)
-
-
-def prune_versions(model_dir: Path, keep: int) -> list[Path]:
-    """Removes all but the newest `keep` versions; never the one `current` points at."""
-    current = (model_dir / CURRENT).resolve() if (model_dir / CURRENT).exists() else None
-    removable = [p for p in version_folders(model_dir) if p.resolve() != current]
-    kept_besides_current = max(keep - (1 if current else 0), 0)
-    doomed = removable[: max(len(removable) - kept_besides_current, 0)]
-    for path in doomed:
-        shutil.rmtree(path, ignore_errors=True)
-    return doomed
-
-
-def remove_abandoned_temporaries(model_dir: Path) -> None:
-    """Deletes the staging folders of runs that died mid-write (SIGKILL, power loss).
-
-    A writer holds an exclusive lock on its staging folder's lock file for as long as it writes;
-    the kernel drops the lock when the process dies, however it dies. A folder whose lock can be
-    taken is therefore abandoned. (Process ids would not do: in containers every run is pid 1.)
-    """
-    for path in model_dir.glob(f"{TEMP_PREFIX}*"):
-        try:
-            handle = open(path / WRITER_LOCK, "rb")  # noqa: SIM115 - held while deciding
-        except OSError:
-            continue  # just created, or renamed away: not ours to judge
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live writer holds it
-            shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _writer_lock(staging: Path) -> Iterator[None]:
-    """Marks a staging folder as being written, until the block ends or the process dies."""
-    with open(staging / WRITER_LOCK, "wb") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    ratings: RatingsByUser,
+) -> None:
+    """Writes every required file of a bundle into `folder` (a staging folder: see bundle_store)."""
+    model.save(folder / MODEL_FILE)
+    _write_json(folder / ENCODERS_FILE, encoders.model_dump())
+    _write_json(folder / CATALOGUE_FILE, catalogue.model_dump())
+    _write_json(folder / METADATA_FILE, metadata.model_dump(mode="json"))
+    with open(folder / RATINGS_FILE, "wb") as handle:
+        np.savez(handle, indptr=ratings.indptr, movies=ratings.movies, ratings=ratings.ratings)
 
 
 def load_bundle(path: Path) -> Bundle:
@@ -269,14 +169,14 @@ def load_bundle(path: Path) -> Bundle:
     for name in REQUIRED_FILES:
         if not (path / name).is_file():
             raise BundleError(f"{path / name} is missing: the bundle is incomplete; {HOW_TO_MAKE_ONE}")
-    metadata = _read_model(path / METADATA_FILE, Metadata)
+    metadata = _read_document(path / METADATA_FILE, Metadata)
     if metadata.format_version != FORMAT_VERSION:
         raise BundleError(
             f"{path / METADATA_FILE}: format_version {metadata.format_version}, this server reads "
             f"{FORMAT_VERSION}; {HOW_TO_MAKE_ONE}"
         )
-    encoders = _read_model(path / ENCODERS_FILE, Encoders)
-    catalogue = _read_model(path / CATALOGUE_FILE, Catalogue)
+    encoders = _read_document(path / ENCODERS_FILE, Encoders)
+    catalogue = _read_document(path / CATALOGUE_FILE, Catalogue)
     if not len(catalogue.titles) == len(catalogue.genres) == len(encoders.movies):
         raise BundleError(
             f"{path / CATALOGUE_FILE}: does not list every movie in {ENCODERS_FILE}; {HOW_TO_MAKE_ONE}"
@@ -292,10 +192,10 @@ def load_bundle(path: Path) -> Bundle:
 
 def read_metadata(path: Path) -> Metadata:
     """Only the metadata of a bundle folder (cheap: no model load)."""
-    return _read_model(path / METADATA_FILE, Metadata)
+    return _read_document(path / METADATA_FILE, Metadata)
 
 
-def _read_model(path: Path, kind: type[M]) -> M:
+def _read_document(path: Path, kind: type[Document]) -> Document:
     try:
         return kind.model_validate_json(path.read_bytes())
     except (OSError, ValidationError) as error:
@@ -309,10 +209,10 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _read_ratings(path: Path, encoders: Encoders) -> UserRatings:
+def _read_ratings(path: Path, encoders: Encoders) -> RatingsByUser:
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            ratings = UserRatings(arrays["indptr"], arrays["movies"], arrays["ratings"])
+            ratings = RatingsByUser(arrays["indptr"], arrays["movies"], arrays["ratings"])
     except Exception as error:
         raise BundleError(f"{path} is unreadable or corrupt ({error}); {HOW_TO_MAKE_ONE}") from error
     sound = (
@@ -345,19 +245,3 @@ def _check_model(path: Path, model: Any, encoders: Encoders) -> None:
 
 def _write_json(path: Path, document: Any) -> None:
     path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -1,7 +1,7 @@
 """Scoring through the bundle's Keras model, always on whole batches.
 
 Pairs go through the saved model itself with `predict_on_batch` (one call, no per-call set-up
-as `model.predict` has). Whole-catalogue scoring for recommendations goes through a Keras model
+as `model.predict` has). Scoring users against every movie, for recommendations, goes through a Keras model
 derived from the saved one: it shares the trained embedding tables (no copy) and scores a batch
 of users against every movie with one matrix product per member, which is the same arithmetic
 as the saved model applied to every (user, movie) pair.
@@ -20,7 +20,7 @@ from app.bundle import MEMBER_ROLES, member_layer_name
 PAIRS_PER_CALL = 1 << 18
 
 
-class CatalogueScores(keras.layers.Layer):
+class AllMovieScores(keras.layers.Layer):
     """Mean over members of sigmoid(U @ M.T + user bias + movie bias), for a batch of users."""
 
     def __init__(self, members: list[dict[str, Any]], **kwargs: Any) -> None:
@@ -54,10 +54,10 @@ def member_tables(model: keras.Model) -> list[dict[str, Any]]:
     return members
 
 
-def catalogue_model(model: keras.Model) -> keras.Model:
+def all_movies_model(model: keras.Model) -> keras.Model:
     """A model from user rows `(B,)` to scores `(B, n_movies)`, sharing `model`'s weights."""
     users = keras.Input(shape=(), dtype="int32", name="users")
-    return keras.Model(users, CatalogueScores(member_tables(model))(users), name="catalogue")
+    return keras.Model(users, AllMovieScores(member_tables(model))(users), name="all_movies")
 
 
 class Scorer:
@@ -65,7 +65,7 @@ class Scorer:
 
     def __init__(self, model: keras.Model) -> None:
         self.model = model
-        self.catalogue = catalogue_model(model)
+        self.all_movies = all_movies_model(model)
 
     def score_pairs(self, pairs: np.ndarray) -> np.ndarray:
         """Scores in [0, 1] for int32 `(N, 2)` rows of [user_row, movie_row].
@@ -81,7 +81,7 @@ class Scorer:
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Scores in [0, 1] of each user row against every movie: `(len(users), n_movies)`."""
-        return np.asarray(self.catalogue.predict_on_batch(users.astype(np.int32)))
+        return np.asarray(self.all_movies.predict_on_batch(users.astype(np.int32)))
 
     def warm_up(self) -> None:
         """Traces both calls once so the first request does not pay for it."""

@@ -1,4 +1,4 @@
-"""The server's shared state: the served model, its batchers, and live model swaps.
+"""The server's shared state: the served bundle, its batchers, and live swaps.
 
 One `Service` lives for the app's lifetime. Model calls run on a single worker thread, so the
 two batchers never fight over the cores; loading a new bundle runs on another thread, beside the
@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from app.batcher import Batched, MicroBatcher
-from app.bundle import BundleError, current_bundle_path
+from app.bundle import BundleError
+from app.bundle_store import current_bundle_path
+from app.inference import PredictRequest, RecommendRequest, predict_batch, recommend_batch
 from app.logs import log
 from app.metrics import Metrics
-from app.model import PredictRequest, Ranked, RecommendRequest, ServedModel, predict_batch, recommend_batch
+from app.served import Ranked, ServedBundle
 from app.settings import Settings
 
-# Requests in flight on a swapped-out model finish well within this; then the heap is frozen again.
+# Requests in flight on a swapped-out bundle finish well within this; then the heap is frozen again.
 SETTLE_SECONDS = 5.0
 
 
@@ -33,7 +35,7 @@ class Service:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.model: ServedModel | None = None
+        self.bundle: ServedBundle | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._recommend = self._batcher(recommend_batch, "recommend", settings.batch_max_users)
         self._predict = self._batcher(predict_batch, "predict", settings.batch_max_requests)
@@ -56,12 +58,12 @@ class Service:
             on_batch=self.metrics.batch_size.labels(kind).observe,
         )
 
-    async def start(self, preloaded: ServedModel | None = None) -> None:
+    async def start(self, preloaded: ServedBundle | None = None) -> None:
         """Serves `preloaded`, or loads `MODEL_DIR/current`; raises `BundleError` if it cannot."""
-        model = preloaded or await asyncio.to_thread(
-            ServedModel.load, current_bundle_path(self.settings.model_dir)
+        bundle = preloaded or await asyncio.to_thread(
+            ServedBundle.load, current_bundle_path(self.settings.model_dir)
         )
-        self._install(model, "loaded")
+        self._install(bundle, "loaded")
         self._recommend.start()
         self._predict.start()
         if self.settings.reload_interval_s > 0:
@@ -75,13 +77,13 @@ class Service:
         await self._recommend.stop()
         await self._predict.stop()
         self._executor.shutdown(wait=True)
-        self.model = None
+        self.bundle = None
 
-    async def recommend(self, model: ServedModel, user_row: int, k: int) -> Batched[Ranked]:
-        return await self._recommend.submit(RecommendRequest(model, user_row, k))
+    async def recommend(self, bundle: ServedBundle, user_row: int, k: int) -> Batched[Ranked]:
+        return await self._recommend.submit(RecommendRequest(bundle, user_row, k))
 
-    async def predict(self, model: ServedModel, pairs: np.ndarray) -> Batched[np.ndarray]:
-        return await self._predict.submit(PredictRequest(model, pairs))
+    async def predict(self, bundle: ServedBundle, pairs: np.ndarray) -> Batched[np.ndarray]:
+        return await self._predict.submit(PredictRequest(bundle, pairs))
 
     async def reload(self) -> str:
         """Loads `current` if it points somewhere new; answers 'unchanged', 'swapped' or 'refused'."""
@@ -90,28 +92,28 @@ class Service:
                 path = current_bundle_path(self.settings.model_dir)
             except BundleError as error:
                 return self._refuse(None, error)
-            if self.model is not None and path == self.model.bundle.path:
+            if self.bundle is not None and path == self.bundle.bundle.path:
                 return "unchanged"
             if path == self._refused:
                 return "refused"
             try:
-                model = await asyncio.to_thread(ServedModel.load, path)
+                bundle = await asyncio.to_thread(ServedBundle.load, path)
             except Exception as error:  # any defect of a new bundle: keep serving the old one
                 return self._refuse(path, error)
-            self._install(model, "swapped")
+            self._install(bundle, "swapped")
             return "swapped"
 
-    def _install(self, model: ServedModel, event: str) -> None:
+    def _install(self, bundle: ServedBundle, event: str) -> None:
         gc.unfreeze()  # let the collector see the old model's cycles again once it is dropped
-        previous, self.model, self._refused = self.model, model, None
+        previous, self.bundle, self._refused = self.bundle, bundle, None
         if previous is not None:
             self.metrics.model_version.remove(previous.version)
-        self.metrics.model_version.labels(model.version).set(1)
+        self.metrics.model_version.labels(bundle.version).set(1)
         self.metrics.model_events.labels(event).inc()
-        log(f"model {event}", model_version=model.version, previous=previous and previous.version)
+        log(f"model {event}", model_version=bundle.version, previous=previous and previous.version)
         if previous is None:
             freeze_heap()
-        else:  # once requests that started on the old model are done, so that it is not frozen too
+        else:  # once requests that started on the old bundle are done, so that it is not frozen too
             asyncio.get_running_loop().call_later(SETTLE_SECONDS, freeze_heap)
 
     def _refuse(self, path: Path | None, error: Exception) -> str:
@@ -122,7 +124,7 @@ class Service:
             logging.ERROR,
             bundle=path and path.name,
             reason=str(error).splitlines()[0],
-            model_version=self.model and self.model.version,
+            model_version=self.bundle and self.bundle.version,
         )
         return "refused"
 

@@ -22,7 +22,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.bundle import CURRENT, METADATA_FILE, publish
+from app.bundle import METADATA_FILE
+from app.bundle_store import CURRENT, point_current
 from benchmarks.servers import Server, ServerSpec
 from benchmarks.wrk import error_count, run_wrk, write_load_files
 
@@ -46,7 +47,7 @@ def soak(model_dir: Path, minutes: float, segment: float, connections: int, swap
         models = work / "models"
         source = (model_dir / CURRENT).resolve()
         shutil.copytree(source, models / source.name)
-        publish(models, source.name)
+        point_current(models, source.name)
         files = write_load_files(models / CURRENT / "encoders.json", work)
         server = Server(ServerSpec("real", models, env={"RELOAD_INTERVAL_S": "1"}), work)
         url = f"http://127.0.0.1:{server.port}"
@@ -56,7 +57,7 @@ def soak(model_dir: Path, minutes: float, segment: float, connections: int, swap
                 endpoint = ("recommendations", "predict")[len(segments) % 2]
                 if swap_every and segments and len(segments) % swap_every == 0:
                     swaps += 1
-                    publish(models, new_version_of(models, swaps))
+                    point_current(models, new_version_of(models, swaps))
                 run = run_wrk(
                     url, endpoint, files.for_endpoint(endpoint), connections=connections, duration=segment
                 )

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.bundle import current_bundle_path, load_bundle
+from app.bundle import load_bundle
+from app.bundle_store import current_bundle_path
 from app.main import create_app
 from app.settings import Settings
 

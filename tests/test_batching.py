@@ -87,7 +87,7 @@ async def test_concurrent_requests_through_the_app_are_batched_and_correct(tiny_
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         service = app.state.service
-        bundle = service.model.bundle
+        bundle = service.bundle.bundle
         users = bundle.encoders.users[:24]
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -19,21 +19,24 @@ import numpy as np
 import pytest
 
 from app.bundle import (
-    CURRENT,
     FORMAT_VERSION,
     REQUIRED_FILES,
-    TEMP_PREFIX,
-    WRITER_LOCK,
     BundleError,
-    current_bundle_path,
     load_bundle,
     new_version,
-    prune_versions,
-    publish,
     read_metadata,
-    remove_abandoned_temporaries,
+    write_bundle_files,
+)
+from app.bundle_store import (
+    CURRENT,
+    STAGING_PREFIX,
+    WRITER_LOCK,
+    current_bundle_path,
+    point_current,
+    prune_versions,
+    publish_bundle,
+    remove_abandoned_staging,
     version_folders,
-    write_bundle,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +48,7 @@ def loaded(tiny_bundle):
     return load_bundle(tiny_bundle)
 
 
-def rewrite(loaded, model_dir: Path, keep: int = 3, **overrides) -> Path:
+def rewrite(loaded, model_dir: Path, keep: int = 3, write_extras=None, **overrides) -> Path:
     """Writes the loaded tiny bundle again as a new version, with parts optionally replaced."""
     parts = {
         "model": loaded.model,
@@ -53,14 +56,19 @@ def rewrite(loaded, model_dir: Path, keep: int = 3, **overrides) -> Path:
         "metadata": loaded.metadata.model_copy(update={"version": new_version()}),
         "catalogue": loaded.catalogue,
         "ratings": loaded.ratings,
-        "write_extras": None,
         **overrides,
     }
-    return write_bundle(model_dir, keep=keep, **parts)
+
+    def write(folder: Path) -> None:
+        write_bundle_files(folder, **parts)
+        if write_extras is not None:
+            write_extras(folder)
+
+    return publish_bundle(model_dir, parts["metadata"].version, write, keep=keep)
 
 
 def temporaries(model_dir: Path) -> list[Path]:
-    return list(model_dir.glob(f"{TEMP_PREFIX}*"))
+    return list(model_dir.glob(f"{STAGING_PREFIX}*"))
 
 
 # --- publication -------------------------------------------------------------------------
@@ -94,9 +102,9 @@ def test_the_session_bundle_holds_every_file_of_the_contract(tiny_bundle):
 def test_publish_switches_current_and_can_roll_back(loaded, model_dir_copy):
     old = current_bundle_path(model_dir_copy)
     new = rewrite(loaded, model_dir_copy)
-    publish(model_dir_copy, old.name)
+    point_current(model_dir_copy, old.name)
     assert current_bundle_path(model_dir_copy) == old
-    publish(model_dir_copy, new.name)
+    point_current(model_dir_copy, new.name)
     assert current_bundle_path(model_dir_copy) == new.resolve()
     assert not [p for p in model_dir_copy.iterdir() if p.name.startswith(f".{CURRENT}")]
 
@@ -205,7 +213,7 @@ def test_sigkill_while_writing_leaves_current_and_the_next_run_cleans_up(
     assert current_bundle_path(model_dir_copy) == old
     assert version_folders(model_dir_copy) == [old]
     assert {
-        k: v for k, v in snapshot(model_dir_copy)["files"].items() if not k.startswith(TEMP_PREFIX)
+        k: v for k, v in snapshot(model_dir_copy)["files"].items() if not k.startswith(STAGING_PREFIX)
     } == before["files"]
     load_bundle(current_bundle_path(model_dir_copy))
     assert staging.exists()  # abandoned by the dead process
@@ -219,8 +227,8 @@ def test_sigkill_while_writing_leaves_current_and_the_next_run_cleans_up(
 
 def test_only_staging_folders_of_dead_writers_are_removed(tmp_path):
     """A killed writer's lock is gone with it; a live writer's lock keeps its folder."""
-    abandoned = tmp_path / f"{TEMP_PREFIX}20260101T000000000000Z-1-abc"
-    live = tmp_path / f"{TEMP_PREFIX}20260101T000000000000Z-1-def"
+    abandoned = tmp_path / f"{STAGING_PREFIX}20260101T000000000000Z-1-abc"
+    live = tmp_path / f"{STAGING_PREFIX}20260101T000000000000Z-1-def"
     for folder in (abandoned, live):
         folder.mkdir()
         (folder / "model.keras").write_bytes(b"partial")
@@ -234,7 +242,7 @@ def test_only_staging_folders_of_dead_writers_are_removed(tmp_path):
         assert killed.stdout.readline() == b"locked\n" and holder.stdout.readline() == b"locked\n"
         killed.kill()
         killed.wait()
-        remove_abandoned_temporaries(tmp_path)
+        remove_abandoned_staging(tmp_path)
         assert not abandoned.exists()
         assert live.exists()
     finally:
@@ -272,15 +280,15 @@ def make_versions(model_dir: Path, n: int) -> list[Path]:
 @pytest.mark.parametrize("keep", [1, 2, 3, 5, 8])
 def test_pruning_keeps_keep_versions_and_always_current(tmp_path, keep):
     folders = make_versions(tmp_path, 6)
-    publish(tmp_path, folders[1].name)  # rolled back to an old version
-    (tmp_path / f"{TEMP_PREFIX}in-progress").mkdir()
+    point_current(tmp_path, folders[1].name)  # rolled back to an old version
+    (tmp_path / f"{STAGING_PREFIX}in-progress").mkdir()
     prune_versions(tmp_path, keep=keep)
     kept = version_folders(tmp_path)
     assert folders[1] in kept
     others = [f for f in folders if f != folders[1]]
     assert kept == sorted([folders[1], *others[len(others) - min(keep - 1, len(others)) :]])
     assert len(kept) == min(keep, 6)
-    assert (tmp_path / f"{TEMP_PREFIX}in-progress").exists()  # not a version: left to its owner
+    assert (tmp_path / f"{STAGING_PREFIX}in-progress").exists()  # not a version: left to its owner
     assert current_bundle_path(tmp_path) == folders[1]
 
 

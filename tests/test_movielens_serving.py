@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from app.bundle import current_bundle_path, load_bundle
+from app.bundle import load_bundle
+from app.bundle_store import current_bundle_path
 from app.main import create_app
 from app.settings import Settings
 from training.cli import main as train

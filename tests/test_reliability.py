@@ -11,7 +11,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.bundle import MODEL_FILE, publish
+from app.bundle import MODEL_FILE
+from app.bundle_store import point_current
 from app.main import create_app
 from app.settings import Settings
 
@@ -39,7 +40,7 @@ def two_versions(tmp_path: Path, tiny_model_dir: Path) -> Path:
         metadata = json.loads((tmp_path / version / "metadata.json").read_text())
         metadata["version"] = version
         (tmp_path / version / "metadata.json").write_text(json.dumps(metadata))
-    publish(tmp_path, "v1")
+    point_current(tmp_path, "v1")
     return tmp_path
 
 
@@ -137,7 +138,7 @@ def test_admin_reload_exists_only_with_a_token_and_checks_it(two_versions):
         assert admin.post("/admin/reload", headers={"authorization": "Bearer wrong"}).status_code == 401
         bearer = {"authorization": "Bearer s3cret"}
         assert admin.post("/admin/reload", headers=bearer).json()["outcome"] == "unchanged"
-        publish(two_versions, "v2")
+        point_current(two_versions, "v2")
         assert admin.post("/admin/reload", headers=bearer).json() == {
             "outcome": "swapped",
             "model_version": "v2",
@@ -149,7 +150,7 @@ def test_admin_reload_exists_only_with_a_token_and_checks_it(two_versions):
 async def test_a_swap_under_load_drops_nothing(two_versions):
     app = create_app(Settings(model_dir=two_versions, reload_interval_s=0.02))
     async with app.router.lifespan_context(app):
-        user_id = app.state.service.model.encoders.users[0]
+        user_id = app.state.service.bundle.encoders.users[0]
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
 
@@ -163,7 +164,7 @@ async def test_a_swap_under_load_drops_nothing(two_versions):
 
             async def swap() -> None:
                 await asyncio.sleep(0.1)
-                publish(two_versions, "v2")
+                point_current(two_versions, "v2")
 
             *responses, _ = await asyncio.gather(*(ask(i) for i in range(300)), swap())
             for _ in range(100):
@@ -184,13 +185,13 @@ async def test_a_corrupt_new_bundle_is_refused_and_the_old_one_serves(two_versio
     app = create_app(Settings(model_dir=two_versions, reload_interval_s=0))
     async with app.router.lifespan_context(app):
         service = app.state.service
-        publish(two_versions, "v2")
+        point_current(two_versions, "v2")
         assert await service.reload() == "refused"
         assert await service.reload() == "refused"  # remembered: not reloaded on every poll
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://test"
         ) as client:
-            user_id = service.model.encoders.users[0]
+            user_id = service.bundle.encoders.users[0]
             response = await client.get(f"/users/{user_id}/recommendations")
             metadata = (await client.get("/model")).json()
         refused = service.metrics.registry.get_sample_value("model_events_total", {"event": "refused"})
@@ -205,7 +206,7 @@ async def test_a_full_queue_answers_503_with_retry_after(tiny_model_dir):
         Settings(model_dir=tiny_model_dir, reload_interval_s=0, max_queue=2, batch_window_ms=300)
     )
     async with app.router.lifespan_context(app):
-        user_id = app.state.service.model.encoders.users[0]
+        user_id = app.state.service.bundle.encoders.users[0]
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             responses = await asyncio.gather(

@@ -15,7 +15,8 @@ import pytest
 
 from app.bundle import MEMBER_ROLES, member_layer_name
 from app.scoring import Scorer
-from training.model import ModelConfig, ensemble, member_output, pairs_input
+from training.config import TrainingConfig
+from training.model import ensemble, member_output, pairs_input
 
 TOLERANCE = 1e-6
 
@@ -64,7 +65,7 @@ def build_ensemble(members: int, n_users: int, n_movies: int, dim: int = 8) -> k
     keras.utils.set_random_seed(members)
     pairs = pairs_input()
     outputs = [
-        member_output(pairs, n_users, n_movies, ModelConfig(embedding_dim=dim), member)
+        member_output(pairs, n_users, n_movies, TrainingConfig(embedding_dim=dim, activity_l2=0.0), member)
         for member in range(members)
     ]
     return ensemble(pairs, outputs)

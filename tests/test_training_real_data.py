@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.bundle import current_bundle_path, load_bundle
+from app.bundle import load_bundle
+from app.bundle_store import current_bundle_path
 from training.data import load
 from training.dataset import seed_split
 

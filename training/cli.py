@@ -88,7 +88,8 @@ def config_from(args: argparse.Namespace) -> TrainingConfig:
 def main(argv: list[str] | None = None) -> int:
     parse = parser()
     args = parse.parse_args(argv)
-    from app.bundle import BundleError, current_bundle_path
+    from app.bundle import BundleError
+    from app.bundle_store import CURRENT, current_bundle_path
 
     if args.if_missing:
         try:
@@ -111,5 +112,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("training interrupted: the current bundle is unchanged", file=sys.stderr)
         return 130
-    print(f"bundle written to {folder} and published as {args.model_dir / 'current'}")
+    print(f"bundle written to {folder} and published as {args.model_dir / CURRENT}")
     return 0

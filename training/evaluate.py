@@ -10,15 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import keras
 import numpy as np
 
+from app.bundle import RatingsByUser
 from app.ranking import top_k_unseen
+from app.scoring import Scorer
+from training.config import TrainingConfig
+from training.dataset import Encoded
 
 RELEVANT_STARS = 4.0
 EPSILON = 1e-7
 
 # Scores `(len(users), n_movies)` for a block of user rows.
-Scorer = Callable[[np.ndarray], np.ndarray]
+ScoreUsers = Callable[[np.ndarray], np.ndarray]
+# Figures by model or baseline name, then by metric name (None where a metric does not apply).
+Table = dict[str, dict[str, float | None]]
 
 
 def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -115,13 +122,13 @@ def ranking_task(
     users = np.unique(relevant_pairs[:, 0])
     if max_users is not None and len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    seen = _group_by_user(train_pairs, n_users)
-    relevant = _group_by_user(relevant_pairs, n_users)
-    return users, [seen[u] for u in users], [relevant[u] for u in users]
+    seen = _movies_by_user(train_pairs, n_users)
+    relevant = _movies_by_user(relevant_pairs, n_users)
+    return users, [seen.of(u)[0] for u in users], [relevant.of(u)[0] for u in users]
 
 
 def rank_with(
-    scorer: Scorer,
+    score_users: ScoreUsers,
     users: np.ndarray,
     seen: list[np.ndarray],
     relevant: list[np.ndarray],
@@ -130,13 +137,61 @@ def rank_with(
 ) -> dict[str, float | None]:
     """Ranking metrics of a scorer over the task's users, scored a block of users at a time."""
     tops = [
-        top_k_unseen(scorer(users[i : i + block]), seen[i : i + block], k)
+        top_k_unseen(score_users(users[i : i + block]), seen[i : i + block], k)
         for i in range(0, len(users), block)
     ]
     return ranking_metrics(np.concatenate(tops) if tops else np.zeros((0, k), int), relevant, k)
 
 
-def _group_by_user(pairs: np.ndarray, n_users: int) -> list[np.ndarray]:
-    order = np.argsort(pairs[:, 0], kind="stable")
-    bounds = np.cumsum(np.bincount(pairs[:, 0], minlength=n_users))[:-1]
-    return np.split(pairs[order, 1], bounds)
+def evaluate_all(
+    encoded: Encoded,
+    train_rows: np.ndarray,
+    validation_rows: np.ndarray,
+    model: keras.Model,
+    config: TrainingConfig,
+) -> Table:
+    """Validation figures of the model and of the baselines, by the same code."""
+    pairs, stars = encoded.pairs[validation_rows], encoded.stars[validation_rows]
+    train_pairs, train_stars = encoded.pairs[train_rows], encoded.stars[train_rows]
+    to_scores, to_stars = encoded.encoders.to_scores, encoded.encoders.to_stars
+    scorer = Scorer(model)
+    biases = Biases(train_pairs, train_stars, encoded.n_users, encoded.n_movies)
+    popularity = np.bincount(train_pairs[:, 1], minlength=encoded.n_movies).astype(float)
+    task = ranking_task(train_pairs, pairs, stars, encoded.n_users, config.ranking_users, config.seed)
+    constant = np.full(len(stars), float(train_stars.mean()))
+    rows: dict[str, dict[str, float | None]] = {
+        "model": {
+            **rating_metrics(to_stars(scorer.score_pairs(pairs)), stars, to_scores),
+            **rank_with(scorer.score_users, *task),
+        },
+        "user+movie biases": {
+            **rating_metrics(biases.predict(pairs), stars, to_scores),
+            **rank_with(biases.score_users, *task),
+        },
+        "global mean": rating_metrics(constant, stars, to_scores),
+        "most popular": rank_with(
+            lambda users: np.broadcast_to(popularity, (len(users), len(popularity))), *task
+        ),
+    }
+    columns = sorted({column for row in rows.values() for column in row}, key=_column_order)
+    return {name: {c: row.get(c) for c in columns} for name, row in rows.items()}
+
+
+def format_table(metrics: Table) -> str:
+    """The metrics as a fixed-width text table, one row per model or baseline."""
+    columns = list(next(iter(metrics.values())))
+    lines = [f"{'':20}" + "".join(f"{c:>14}" for c in columns)]
+    for name, row in metrics.items():
+        cells = "".join(f"{'-' if row[c] is None else f'{row[c]:.4f}':>14}" for c in columns)
+        lines.append(f"{name:20}{cells}")
+    return "\n".join(lines)
+
+
+def _column_order(column: str) -> tuple[int, str]:
+    order = ["bce", "rmse", "mae", "precision@10", "recall@10", "ndcg@10"]
+    return (order.index(column) if column in order else len(order), column)
+
+
+def _movies_by_user(pairs: np.ndarray, n_users: int) -> RatingsByUser:
+    """(user row, movie row) pairs grouped by user; the stars are not needed here."""
+    return RatingsByUser.from_pairs(pairs[:, 0], pairs[:, 1], np.zeros(len(pairs), np.float32), n_users)

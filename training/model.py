@@ -11,21 +11,11 @@ no custom objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers
 
 from app.bundle import member_layer_name
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape and regularisation of one member; the defaults are the seed notebook's."""
-
-    embedding_dim: int = 50
-    l2: float = 1e-6
-    activity_l2: float = 0.0
+from training.config import TrainingConfig
 
 
 def pairs_input() -> keras.KerasTensor:
@@ -34,7 +24,7 @@ def pairs_input() -> keras.KerasTensor:
 
 
 def member_output(
-    pairs: keras.KerasTensor, n_users: int, n_movies: int, config: ModelConfig, member: int
+    pairs: keras.KerasTensor, n_users: int, n_movies: int, config: TrainingConfig, member: int
 ) -> keras.KerasTensor:
     """One RecommenderNet on `pairs`: sigmoid(user . movie + user bias + movie bias).
 

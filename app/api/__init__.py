@@ -1,0 +1,1 @@
+"""The HTTP layer: shared dependencies, one routes module per resource, and error handlers."""

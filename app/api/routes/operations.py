@@ -1,0 +1,60 @@
+"""Operations: the served bundle's metadata, liveness, readiness, metrics, and a manual reload."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.api.deps import BundleDep, ServiceDep
+from app.api.responses import UNAVAILABLE
+from app.bundle import Metadata
+from app.schemas import ErrorMessage, Status
+
+router = APIRouter(tags=["operations"])
+admin_router = APIRouter(tags=["operations"])
+
+
+@router.get("/model", response_model=Metadata, summary="The served bundle's metadata")
+async def model_metadata(bundle: BundleDep) -> Metadata:
+    """Version, data, split, hyperparameters, evaluation figures and training history."""
+    return bundle.bundle.metadata
+
+
+@router.get("/healthz", response_model=Status, summary="Liveness")
+async def healthz() -> Status:
+    return Status(status="ok")
+
+
+@router.get("/readyz", response_model=Status, responses=UNAVAILABLE, summary="Readiness")
+async def readyz(service: ServiceDep, response: Response) -> Status:
+    """200 once a bundle is loaded and warm, 503 before (and while shutting down)."""
+    if service.bundle is None:
+        response.status_code = 503
+        return Status(status="loading")
+    return Status(status="ready", model_version=service.bundle.version)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(service: ServiceDep) -> Response:
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@admin_router.post(
+    "/admin/reload",
+    response_model=dict[str, Any],
+    responses={401: {"model": ErrorMessage}},
+    summary="Load the bundle `current` points to now",
+)
+async def reload(
+    service: ServiceDep, authorization: Annotated[str | None, Header()] = None
+) -> dict[str, Any]:
+    """Swaps in a new bundle without dropping requests; needs `Authorization: Bearer ADMIN_TOKEN`."""
+    token = service.settings.admin_token
+    offered = (authorization or "").removeprefix("Bearer ").encode()
+    if token is None or not secrets.compare_digest(offered, token.get_secret_value().encode()):
+        raise HTTPException(401, "send the ADMIN_TOKEN as 'Authorization: Bearer <token>'")
+    outcome = await service.reload()
+    return {"outcome": outcome, "model_version": service.bundle and service.bundle.version}

@@ -1,0 +1,130 @@
+"""The model folder: bundle versions side by side, `current` pointing at one, atomic publishing.
+
+A bundle's files are written into a hidden staging folder, which is renamed to its version name
+only once complete, and only then is `current` (a relative symlink) switched by replacing it in
+one `os.replace`. A reader therefore never sees half a bundle, and a run that fails or is killed
+at any moment leaves `current` pointing where it did. What goes inside a version folder is
+`app.bundle`'s business, not this module's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from app.bundle import HOW_TO_MAKE_ONE, BundleError
+
+CURRENT = "current"
+STAGING_PREFIX = ".incomplete-"
+WRITER_LOCK = ".writer.lock"
+
+
+def publish_bundle(model_dir: Path, version: str, write: Callable[[Path], None], keep: int = 3) -> Path:
+    """Has `write` fill a staging folder, renames it to `version`, points `current` at it, prunes.
+
+    Everything is fsynced before the rename, so a published bundle survives a power loss.
+    """
+    model_dir.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_staging(model_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=model_dir))
+    staging.chmod(0o755)  # mkdtemp makes it private; servers may run as another user
+    try:
+        with _writer_lock(staging):
+            write(staging)
+            (staging / WRITER_LOCK).unlink()  # still locked through the open handle until renamed
+            _fsync_tree(staging)
+            final = model_dir / version
+            staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    point_current(model_dir, final.name)
+    prune_versions(model_dir, keep=keep)
+    return final
+
+
+def point_current(model_dir: Path, version: str) -> None:
+    """Points `model_dir/current` at a version folder atomically (symlink swapped by rename)."""
+    link = model_dir / f".{CURRENT}.{os.getpid()}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(version, target_is_directory=True)
+    os.replace(link, model_dir / CURRENT)
+    _fsync_dir(model_dir)
+
+
+def current_bundle_path(model_dir: Path) -> Path:
+    """The version folder that `current` points at, resolved once so a swap mid-load is harmless."""
+    link = model_dir / CURRENT
+    if not link.exists():
+        raise BundleError(f"no bundle at {link}: {HOW_TO_MAKE_ONE}")
+    return link.resolve()
+
+
+def version_folders(model_dir: Path) -> list[Path]:
+    """Published version folders, oldest first."""
+    if not model_dir.is_dir():
+        return []
+    found = [
+        p for p in model_dir.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+    ]
+    return sorted(found, key=lambda p: p.name)
+
+
+def prune_versions(model_dir: Path, keep: int) -> list[Path]:
+    """Removes all but the newest `keep` versions; never the one `current` points at."""
+    current = (model_dir / CURRENT).resolve() if (model_dir / CURRENT).exists() else None
+    removable = [p for p in version_folders(model_dir) if p.resolve() != current]
+    kept_besides_current = max(keep - (1 if current else 0), 0)
+    doomed = removable[: max(len(removable) - kept_besides_current, 0)]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
+
+
+def remove_abandoned_staging(model_dir: Path) -> None:
+    """Deletes the staging folders of runs that died mid-write (SIGKILL, power loss).
+
+    A writer holds an exclusive lock on its staging folder's lock file for as long as it writes;
+    the kernel drops the lock when the process dies, however it dies. A folder whose lock can be
+    taken is therefore abandoned. (Process ids would not do: in containers every run is pid 1.)
+    """
+    for path in model_dir.glob(f"{STAGING_PREFIX}*"):
+        try:
+            handle = open(path / WRITER_LOCK, "rb")  # noqa: SIM115 - held while deciding
+        except OSError:
+            continue  # just created, or renamed away: not ours to judge
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer holds it
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _writer_lock(staging: Path) -> Iterator[None]:
+    """Marks a staging folder as being written, until the block ends or the process dies."""
+    with open(staging / WRITER_LOCK, "wb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
