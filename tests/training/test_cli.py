@@ -1,4 +1,4 @@
-"""`python -m training`'s flags: documented, defaulted as documented, and checked."""
+"""`python -m training`'s flags (documented, defaulted as documented, checked) and exit statuses."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import dataclasses
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support import REPO
+from tests.support.bundles import snapshot
 from training.cli import HELP, config_from, main, parser
 from training.config import SEED_PRESET, TrainingConfig
 
-REPO = Path(__file__).resolve().parents[1]
 FIELDS = dataclasses.fields(TrainingConfig)
 
 
@@ -104,7 +104,7 @@ def test_out_of_range_flags_are_refused_before_any_work(tmp_path, capsys, given,
     assert not (tmp_path / "models").exists()
 
 
-def test_if_missing_does_nothing_when_a_bundle_exists(model_dir_copy, snapshot, capsys):
+def test_if_missing_does_nothing_when_a_bundle_exists(model_dir_copy, capsys):
     before = snapshot(model_dir_copy)
     assert main(["--if-missing", "--model-dir", str(model_dir_copy), "--data-dir", "/nonexistent"]) == 0
     assert "nothing to do" in capsys.readouterr().out
@@ -115,3 +115,15 @@ def test_if_missing_trains_when_there_is_no_bundle(tmp_path, capsys):
     # It goes on to training, which fails here on the missing data.
     assert main(["--if-missing", "--model-dir", str(tmp_path), "--data-dir", str(tmp_path / "absent")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_an_interrupted_training_run_exits_130_and_says_current_is_unchanged(
+    monkeypatch, model_dir_copy, capsys
+):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("training.run.run", interrupted)
+
+    assert main(["--data-dir", str(model_dir_copy), "--model-dir", str(model_dir_copy)]) == 130
+    assert "current bundle is unchanged" in capsys.readouterr().err

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from app.bundle import MEMBER_ROLES, member_layer_name
-from app.scoring import Scorer
 from training.config import TrainingConfig
 from training.model import ensemble, member_output, pairs_input
 
@@ -127,16 +126,3 @@ def test_the_saved_model_meets_the_bundle_contract(tiny_bundle):
         assert model.get_layer(member_layer_name(member, "user_embedding")).input_dim == n_users
         assert model.get_layer(member_layer_name(member, "movie_embedding")).input_dim == n_movies
     assert member_layer_name(2, "user_embedding") not in names
-
-
-def test_whole_catalogue_scores_equal_predict_on_every_pair(tiny_bundle):
-    """Training's ranking figures and the server both use the derived catalogue model."""
-    model = keras.saving.load_model(tiny_bundle / "model.keras", safe_mode=True)
-    encoders = json.loads((tiny_bundle / "encoders.json").read_text())
-    n_users, n_movies = len(encoders["users"]), len(encoders["movies"])
-    users = np.array([0, n_users - 1, n_users // 2], dtype=np.int32)
-    table = Scorer(model).score_users(users)
-    assert table.shape == (3, n_movies)
-    for row, user in enumerate(users):
-        pairs = np.stack([np.full(n_movies, user), np.arange(n_movies)], axis=1).astype(np.int32)
-        np.testing.assert_allclose(table[row], model.predict(pairs, verbose=0)[:, 0], atol=TOLERANCE)

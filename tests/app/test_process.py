@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.servers import free_port, live_server, start_server
+from tests.support.servers import free_port, live_server, start_server
 
 
 def test_a_missing_bundle_stops_start_up_with_a_way_to_make_one(tmp_path):

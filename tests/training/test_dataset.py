@@ -1,4 +1,4 @@
-"""Id encoders, the stars <-> score scaling and the seed's train/validation split."""
+"""Encoding ids and stars for the model, and the seed's train/validation split."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 
-from app.bundle import Encoders, load_bundle
+from tests.support.data import ODD_MOVIE_IDS, ODD_USER_IDS, write_movielens
 from training.data import load
 from training.dataset import encode, holdout_slice, seed_split
-
-HALF_STARS = np.arange(1, 11) / 2
 
 
 def test_every_rating_in_the_bundle_maps_back_to_its_original_ids(tiny_bundle, tiny_ratings):
@@ -37,22 +34,7 @@ def test_every_rating_in_the_bundle_maps_back_to_its_original_ids(tiny_bundle, t
     assert encoders["rating_max"] == tiny_ratings["rating"].max()
 
 
-def test_the_bundle_catalogue_follows_the_encoders(tiny_bundle, tiny_data_dir):
-    bundle = load_bundle(tiny_bundle)
-    movies = pd.read_csv(tiny_data_dir / "movies.csv").set_index("movieId")
-    for row in (0, len(bundle.encoders.movies) // 2, len(bundle.encoders.movies) - 1):
-        movie = movies.loc[bundle.encoders.movies[row]]
-        assert bundle.catalogue.titles[row] == movie["title"]
-        expected = [] if movie["genres"] == "(no genres listed)" else movie["genres"].split("|")
-        assert bundle.catalogue.genres[row] == expected
-
-
-# Gaps, zero, negative, beyond int32 and the largest integer a float64 CSV column keeps exactly.
-ODD_USER_IDS = [2**53 - 1, 0, 7, 10**15 + 3, -4, 2**31]
-ODD_MOVIE_IDS = [99999, 2**40 + 1, 1, 5_000_000_000]
-
-
-def test_arbitrary_integer_ids_survive_reading_and_encoding(tmp_path, write_movielens):
+def test_arbitrary_integer_ids_survive_reading_and_encoding(tmp_path):
     rows = [
         (user, movie, float(1 + (i + j) % 9) / 2)
         for i, user in enumerate(ODD_USER_IDS)
@@ -72,46 +54,6 @@ def test_arbitrary_integer_ids_survive_reading_and_encoding(tmp_path, write_movi
     assert encoded.encoders.users == list(dict.fromkeys(row[0] for row in rows))
     assert encoded.encoders.movies == list(dict.fromkeys(row[1] for row in rows))
     assert encoded.pairs.dtype == np.int32 and encoded.pairs.shape == (len(rows), 2)
-
-
-def test_encoders_survive_a_json_round_trip():
-    encoders = Encoders(users=ODD_USER_IDS, movies=ODD_MOVIE_IDS, rating_min=0.5, rating_max=5.0)
-    text = encoders.model_dump_json()
-    assert Encoders.model_validate_json(text) == encoders
-    document = json.loads(text)
-    assert document == {"users": ODD_USER_IDS, "movies": ODD_MOVIE_IDS, "rating_min": 0.5, "rating_max": 5.0}
-
-
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {"users": []},
-        {"movies": []},
-        {"users": [1, 2, 1]},
-        {"movies": [3, 3]},
-        {"rating_min": 5.0, "rating_max": 5.0},
-        {"rating_min": 5.0, "rating_max": 0.5},
-        {"users": [1.5]},
-    ],
-)
-def test_encoders_reject_what_cannot_be_decoded(fields):
-    document = {"users": [1, 2], "movies": [3, 4], "rating_min": 0.5, "rating_max": 5.0, **fields}
-    with pytest.raises(ValidationError):
-        Encoders(**document)
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_stars_and_scores_convert_both_ways(dtype):
-    encoders = Encoders(users=[1], movies=[1], rating_min=0.5, rating_max=5.0)
-    stars = HALF_STARS.astype(dtype)
-    scores = encoders.to_scores(stars)
-    assert scores[0] == 0 and scores[-1] == 1
-    assert np.all(np.diff(scores) > 0)
-    np.testing.assert_array_equal(encoders.to_stars(scores), stars)
-    # The model's sigmoid range maps onto exactly the data set's star range.
-    assert encoders.to_stars(np.array([0.0, 0.5, 1.0])).tolist() == [0.5, 2.75, 5.0]
-    anything = np.random.default_rng(0).uniform(0.5, 5.0, 1000)
-    np.testing.assert_allclose(encoders.to_stars(encoders.to_scores(anything)), anything, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("n", [1, 2, 10, 11, 999, 3000, 100_836])

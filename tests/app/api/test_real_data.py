@@ -1,4 +1,4 @@
-"""The served answers on a bundle trained on the real ml-latest-small (skipped without it)."""
+"""The routes' answers on a bundle trained on the real ml-latest-small."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from app.bundle import load_bundle
 from app.bundle_store import current_bundle_path
 from app.main import create_app
 from app.settings import Settings
+from tests.support.bundles import expected_top
 from training.cli import main as train
 
 USERS = (1, 2, 77, 414, 610)
@@ -36,9 +37,9 @@ def client(movielens_model_dir):
 
 
 @pytest.mark.parametrize("user_id", USERS)
-def test_top_10_equals_the_best_unrated_by_model_predict(client, bundle, oracle, user_id):
+def test_top_10_equals_the_best_unrated_by_model_predict(client, bundle, user_id):
     body = client.get(f"/users/{user_id}/recommendations", params={"k": 10}).json()
-    ids, stars = oracle(bundle, user_id, 10)
+    ids, stars = expected_top(bundle, user_id, 10)
     assert [r["movie_id"] for r in body["recommendations"]] == ids
     np.testing.assert_allclose([r["predicted_rating"] for r in body["recommendations"]], stars, atol=1e-3)
 

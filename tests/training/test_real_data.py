@@ -1,4 +1,4 @@
-"""The real ml-latest-small, read from the shared copy (MOVIELENS_DIR); skipped without it.
+"""The real ml-latest-small (`MOVIELENS_DIR`, else downloaded): read, split and trained on.
 
 Training here is cut to one epoch of one member: these tests check that the real files flow
 through to a published bundle, not the model's quality (benchmarks/check_bundle_rmse.py does).
@@ -15,6 +15,8 @@ import pytest
 
 from app.bundle import load_bundle
 from app.bundle_store import current_bundle_path
+from tests.support.bundles import sha256_of
+from tests.support.training import train
 from training.data import load
 from training.dataset import seed_split
 
@@ -27,7 +29,7 @@ def real_source(request):
     return request.getfixturevalue(f"movielens_{request.param}")
 
 
-def test_the_cli_trains_and_publishes_a_bundle_from_the_real_data(real_source, tmp_path, train):
+def test_the_cli_trains_and_publishes_a_bundle_from_the_real_data(real_source, tmp_path):
     model_dir = tmp_path / "models"
     assert train(real_source, model_dir, *REAL) == 0
     bundle = load_bundle(current_bundle_path(model_dir))
@@ -37,7 +39,7 @@ def test_the_cli_trains_and_publishes_a_bundle_from_the_real_data(real_source, t
     assert {key: data[key] for key in ML_LATEST_SMALL} == ML_LATEST_SMALL
     assert data["source"] == real_source.name
     if real_source.is_file():
-        assert data["sha256"] == hashlib.sha256(real_source.read_bytes()).hexdigest()
+        assert data["sha256"] == sha256_of(real_source)
     else:
         both = (real_source / "ratings.csv").read_bytes() + (real_source / "movies.csv").read_bytes()
         assert data["sha256"] == hashlib.sha256(both).hexdigest()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.servers import live_server
+from tests.support.servers import live_server
 
 EXAMPLES_PER_OPERATION = 40
 

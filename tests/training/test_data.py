@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,10 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support import REPO
+from tests.support.bundles import sha256_of, snapshot
+from tests.support.servers import free_port
 from training.cli import main
 from training.data import DataError, load, resolve_source
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "1", "--members", "1", "--embedding-dim", "8", "--verbose", "0"]
 
 MOVIES = (
@@ -153,7 +154,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 @pytest.mark.parametrize(("make", "fragments"), [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_fails_in_one_line_and_leaves_current_alone(
-    tmp_path, model_dir_copy, snapshot, capsys, make, fragments
+    tmp_path, model_dir_copy, capsys, make, fragments
 ):
     data = make(tmp_path / "data")
     before = snapshot(model_dir_copy)
@@ -169,21 +170,13 @@ def test_bad_input_fails_in_one_line_and_leaves_current_alone(
     assert snapshot(model_dir_copy) == before
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_without_data_or_network_the_download_fails_fast_telling_to_pass_data_dir(
-    tmp_path, model_dir_copy, snapshot
-):
+def test_without_data_or_network_the_download_fails_fast_telling_to_pass_data_dir(tmp_path, model_dir_copy):
     """A real process: exit status 1 and a one-line reason on stderr.
 
     The proxy is a closed local port, so this never downloads even on a machine with network.
     """
     before = snapshot(model_dir_copy)
-    proxy = f"http://127.0.0.1:{closed_port()}"
+    proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = {k: v for k, v in os.environ.items() if k not in ("MOVIELENS_DIR", "NO_PROXY", "no_proxy")}
     env.update(
         MOVIELENS_CACHE_DIR=str(tmp_path / "cache"),
@@ -233,7 +226,7 @@ def test_a_folder_and_a_zip_of_it_read_the_same(tmp_path):
         pd.testing.assert_frame_equal(from_zip.ratings, from_folder.ratings)
         pd.testing.assert_frame_equal(from_zip.movies, from_folder.movies)
         assert from_zip.source == zipped.name
-        assert from_zip.sha256 == hashlib.sha256(zipped.read_bytes()).hexdigest()
+        assert from_zip.sha256 == sha256_of(zipped)
 
 
 def test_extra_fields_on_the_first_row_do_not_shift_columns(tmp_path):

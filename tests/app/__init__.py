@@ -1,0 +1,1 @@
+"""Tests of the `app` package, one module per module of it."""

@@ -1,0 +1,192 @@
+"""The bundle format: the encoders, the model file, and the reader's refusal of damaged bundles.
+
+A damaged bundle is refused with a `BundleError` that names the file and how to make a new one.
+Publishing bundles in a model folder is `test_bundle_store`'s subject.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from app.bundle import FORMAT_VERSION, REQUIRED_FILES, BundleError, Encoders, load_bundle
+from tests.support.data import ODD_MOVIE_IDS, ODD_USER_IDS
+
+HOW_TO = "python -m training"
+HALF_STARS = np.arange(1, 11) / 2
+
+
+# --- the encoders ------------------------------------------------------------------------------
+
+
+def test_encoders_survive_a_json_round_trip():
+    encoders = Encoders(users=ODD_USER_IDS, movies=ODD_MOVIE_IDS, rating_min=0.5, rating_max=5.0)
+    text = encoders.model_dump_json()
+    assert Encoders.model_validate_json(text) == encoders
+    document = json.loads(text)
+    assert document == {"users": ODD_USER_IDS, "movies": ODD_MOVIE_IDS, "rating_min": 0.5, "rating_max": 5.0}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"users": []},
+        {"movies": []},
+        {"users": [1, 2, 1]},
+        {"movies": [3, 3]},
+        {"rating_min": 5.0, "rating_max": 5.0},
+        {"rating_min": 5.0, "rating_max": 0.5},
+        {"users": [1.5]},
+    ],
+)
+def test_encoders_reject_what_cannot_be_decoded(fields):
+    document = {"users": [1, 2], "movies": [3, 4], "rating_min": 0.5, "rating_max": 5.0, **fields}
+    with pytest.raises(ValidationError):
+        Encoders(**document)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stars_and_scores_convert_both_ways(dtype):
+    encoders = Encoders(users=[1], movies=[1], rating_min=0.5, rating_max=5.0)
+    stars = HALF_STARS.astype(dtype)
+    scores = encoders.to_scores(stars)
+    assert scores[0] == 0 and scores[-1] == 1
+    assert np.all(np.diff(scores) > 0)
+    np.testing.assert_array_equal(encoders.to_stars(scores), stars)
+    # The model's sigmoid range maps onto exactly the data set's star range.
+    assert encoders.to_stars(np.array([0.0, 0.5, 1.0])).tolist() == [0.5, 2.75, 5.0]
+    anything = np.random.default_rng(0).uniform(0.5, 5.0, 1000)
+    np.testing.assert_allclose(encoders.to_stars(encoders.to_scores(anything)), anything, rtol=0, atol=1e-12)
+
+
+# --- the model file ----------------------------------------------------------------------------
+
+
+def test_the_model_is_keras_loadable_alone(tiny_loaded):
+    model = keras.saving.load_model(tiny_loaded.path / "model.keras", safe_mode=True)
+    assert model.input_shape == (None, 2) and model.output_shape == (None, 1)
+
+
+# --- load_bundle refuses damaged bundles ------------------------------------------------------
+
+
+@pytest.fixture
+def bundle_copy(tmp_path, tiny_bundle) -> Path:
+    copy = tmp_path / tiny_bundle.name
+    shutil.copytree(tiny_bundle, copy)
+    return copy
+
+
+def expect_refusal(path: Path, names: str) -> str:
+    with pytest.raises(BundleError) as caught:
+        load_bundle(path)
+    message = str(caught.value)
+    assert names in message, message
+    assert HOW_TO in message, message
+    return message
+
+
+def test_a_missing_folder_is_refused(tmp_path):
+    expect_refusal(tmp_path / "nowhere", "nowhere")
+
+
+@pytest.mark.parametrize("name", REQUIRED_FILES)
+def test_a_missing_file_is_refused(bundle_copy, name):
+    (bundle_copy / name).unlink()
+    assert "is missing" in expect_refusal(bundle_copy, name)
+
+
+@pytest.mark.parametrize("name", ["metadata.json", "encoders.json", "movies.json"])
+@pytest.mark.parametrize("content", ["{not json", "", '{"users": "nope"}', "[]"])
+def test_corrupt_json_is_refused(bundle_copy, name, content):
+    (bundle_copy / name).write_text(content)
+    expect_refusal(bundle_copy, name)
+
+
+def test_a_newer_format_version_is_refused(bundle_copy):
+    metadata = json.loads((bundle_copy / "metadata.json").read_text())
+    metadata["format_version"] = FORMAT_VERSION + 1
+    (bundle_copy / "metadata.json").write_text(json.dumps(metadata))
+    assert "format_version" in expect_refusal(bundle_copy, "metadata.json")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_a_corrupt_model_is_refused(bundle_copy, damage):
+    path = bundle_copy / "model.keras"
+    data = path.read_bytes()
+    path.write_bytes(
+        {"garbage": b"\x00not a keras file" * 100, "truncated": data[: len(data) // 2], "empty": b""}[damage]
+    )
+    expect_refusal(bundle_copy, "model.keras")
+
+
+def test_a_model_smaller_than_the_encoders_is_refused(bundle_copy):
+    """Encoders listing one user more than the model has rows: the probe of the last row fails."""
+    encoders = json.loads((bundle_copy / "encoders.json").read_text())
+    encoders["users"].append(max(encoders["users"]) + 1)
+    (bundle_copy / "encoders.json").write_text(json.dumps(encoders))
+    with np.load(bundle_copy / "ratings.npz") as stored:
+        arrays = dict(stored)
+    arrays["indptr"] = np.append(arrays["indptr"], arrays["indptr"][-1])
+    np.savez(bundle_copy / "ratings.npz", **arrays)
+    expect_refusal(bundle_copy, "model.keras")
+
+
+def damage_ratings(path: Path, how: str) -> None:
+    with np.load(path) as stored:
+        arrays = dict(stored)
+    if how == "short indptr":
+        arrays["indptr"] = arrays["indptr"][:-1]
+    elif how == "movie row out of range":
+        arrays["movies"][0] = 10**6
+    elif how == "negative movie row":
+        arrays["movies"][-1] = -1
+    elif how == "counts disagree":
+        arrays["ratings"] = arrays["ratings"][:-1]
+    elif how == "decreasing indptr":
+        arrays["indptr"][1] = arrays["indptr"][2] + 1
+    elif how == "array missing":
+        del arrays["indptr"]
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "short indptr",
+        "movie row out of range",
+        "negative movie row",
+        "counts disagree",
+        "decreasing indptr",
+        "array missing",
+    ],
+)
+def test_inconsistent_ratings_are_refused(bundle_copy, how):
+    damage_ratings(bundle_copy / "ratings.npz", how)
+    expect_refusal(bundle_copy, "ratings.npz")
+
+
+def test_unreadable_ratings_are_refused(bundle_copy):
+    (bundle_copy / "ratings.npz").write_bytes(b"not an npz")
+    expect_refusal(bundle_copy, "ratings.npz")
+
+
+def test_a_catalogue_that_misses_movies_is_refused(bundle_copy):
+    catalogue = json.loads((bundle_copy / "movies.json").read_text())
+    catalogue["titles"].pop()
+    catalogue["genres"].pop()
+    (bundle_copy / "movies.json").write_text(json.dumps(catalogue))
+    expect_refusal(bundle_copy, "movies.json")
+
+
+def test_an_intact_copy_loads(bundle_copy, tiny_bundle):
+    bundle = load_bundle(bundle_copy)
+    assert bundle.version == tiny_bundle.name
+    assert len(bundle.catalogue.titles) == len(bundle.encoders.movies)
+    assert bundle.ratings.indptr[-1] == len(bundle.ratings.movies)

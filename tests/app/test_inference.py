@@ -1,0 +1,42 @@
+"""What a merged model call does: concurrent requests scored together, each getting its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from app.main import create_app
+from app.settings import Settings
+from tests.support.bundles import expected_top
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_concurrent_requests_through_the_app_are_batched_and_correct(tiny_model_dir: Path):
+    settings = Settings(model_dir=tiny_model_dir, batch_window_ms=20, reload_interval_s=0)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        service = app.state.service
+        bundle = service.bundle.bundle
+        users = bundle.encoders.users[:24]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            responses = await asyncio.gather(
+                *(client.get(f"/users/{u}/recommendations", params={"k": 5}) for u in users)
+            )
+        registry, kind = service.metrics.registry, {"kind": "recommend"}
+        requests_scored = registry.get_sample_value("model_batch_size_sum", kind)
+        model_calls = registry.get_sample_value("model_batch_size_count", kind)
+    for user_id, response in zip(users, responses, strict=True):
+        assert response.status_code == 200
+        body = response.json()
+        assert body["user_id"] == user_id
+        ids, stars = expected_top(bundle, user_id, 5)
+        assert [r["movie_id"] for r in body["recommendations"]] == ids
+        np.testing.assert_allclose([r["predicted_rating"] for r in body["recommendations"]], stars, atol=1e-3)
+    assert requests_scored == len(users)
+    assert model_calls < len(users)

@@ -1,0 +1,84 @@
+"""The service: live swaps under load, refused bundles, and a full queue answering 503."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from app.bundle import MODEL_FILE
+from app.bundle_store import point_current
+from app.main import create_app
+from app.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_swap_under_load_drops_nothing(two_versions):
+    app = create_app(Settings(model_dir=two_versions, reload_interval_s=0.02))
+    async with app.router.lifespan_context(app):
+        user_id = app.state.service.bundle.encoders.users[0]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def ask(i: int) -> httpx.Response:
+                await asyncio.sleep(i * 0.01)  # spread over 3 s, so the swap lands mid-way
+                if i % 2:
+                    return await client.post(
+                        "/predict", json={"pairs": [{"user_id": user_id, "movie_id": 1}]}
+                    )
+                return await client.get(f"/users/{user_id}/recommendations", params={"k": 3})
+
+            async def swap() -> None:
+                await asyncio.sleep(0.1)
+                point_current(two_versions, "v2")
+
+            *responses, _ = await asyncio.gather(*(ask(i) for i in range(300)), swap())
+            for _ in range(100):
+                if (await client.get("/model")).json()["version"] == "v2":
+                    break
+                await asyncio.sleep(0.02)
+    assert [r.status_code for r in responses] == [200] * 300
+    versions = [r.json()["model_version"] for r in responses]
+    assert set(versions) == {"v1", "v2"}, "the swap should land while requests are in flight"
+    assert (
+        app.state.service.metrics.registry.get_sample_value("model_events_total", {"event": "swapped"}) == 1
+    )
+
+
+async def test_a_corrupt_new_bundle_is_refused_and_the_old_one_serves(two_versions):
+    (two_versions / "v2" / MODEL_FILE).write_bytes(b"corrupt")
+    app = create_app(Settings(model_dir=two_versions, reload_interval_s=0))
+    async with app.router.lifespan_context(app):
+        service = app.state.service
+        point_current(two_versions, "v2")
+        assert await service.reload() == "refused"
+        assert await service.reload() == "refused"  # remembered: not reloaded on every poll
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
+            user_id = service.bundle.encoders.users[0]
+            response = await client.get(f"/users/{user_id}/recommendations")
+            metadata = (await client.get("/model")).json()
+        refused = service.metrics.registry.get_sample_value("model_events_total", {"event": "refused"})
+    assert response.status_code == 200 and response.json()["model_version"] == "v1"
+    assert metadata["version"] == "v1"
+    assert refused == 1
+
+
+async def test_a_full_queue_answers_503_with_retry_after(tiny_model_dir):
+    app = create_app(
+        Settings(model_dir=tiny_model_dir, reload_interval_s=0, max_queue=2, batch_window_ms=300)
+    )
+    async with app.router.lifespan_context(app):
+        user_id = app.state.service.bundle.encoders.users[0]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            responses = await asyncio.gather(
+                *(client.get(f"/users/{user_id}/recommendations") for _ in range(10))
+            )
+    statuses = sorted(r.status_code for r in responses)
+    assert 200 in statuses and 503 in statuses
+    rejected = next(r for r in responses if r.status_code == 503)
+    assert rejected.headers["retry-after"] == "1" and "detail" in rejected.json()

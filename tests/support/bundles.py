@@ -1,0 +1,54 @@
+"""Looking at model folders and bundles: fingerprints, copies, and the seed's way to rank."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from app.bundle import METADATA_FILE, Bundle
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(model_dir: Path) -> dict:
+    """Where `current` points and the SHA-256 of every file (hidden ones too) of a model folder."""
+    link = model_dir / "current"
+    files = {
+        str(path.relative_to(model_dir)): sha256_of(path)
+        for path in sorted(model_dir.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }
+    entries = sorted(p.name for p in model_dir.iterdir())
+    return {"current": os.readlink(link) if link.is_symlink() else None, "entries": entries, "files": files}
+
+
+def copy_bundle_as(bundle: Path, model_dir: Path, version: str) -> Path:
+    """Copies a bundle folder into `model_dir/version`, its metadata renamed to that version.
+
+    Same weights under another version name: what a live swap needs to be seen.
+    """
+    copy = model_dir / version
+    shutil.copytree(bundle, copy)
+    metadata = json.loads((copy / METADATA_FILE).read_text())
+    metadata["version"] = version
+    (copy / METADATA_FILE).write_text(json.dumps(metadata))
+    return copy
+
+
+def expected_top(bundle: Bundle, user_id: int, k: int) -> tuple[list[int], np.ndarray]:
+    """The k best unrated movies by `model.predict` over the whole catalogue, as the seed does:
+    (movie ids, predicted stars)."""
+    row = bundle.encoders.users.index(user_id)
+    n_movies = len(bundle.encoders.movies)
+    pairs = np.stack([np.full(n_movies, row), np.arange(n_movies)], axis=1).astype(np.int32)
+    stars = bundle.encoders.to_stars(bundle.model.predict(pairs, verbose=0).reshape(-1).astype(np.float64))
+    stars[bundle.ratings.of(row)[0]] = -np.inf
+    best = np.argsort(-stars, kind="stable")[:k]
+    return [bundle.encoders.movies[i] for i in best], stars[best]

@@ -1,0 +1,1 @@
+"""Tests of the `training` package, one module per module of it."""
