@@ -1,0 +1,1 @@
+"""Static checks of the container deployment: Dockerfile, .dockerignore, docker-compose.yml."""
