@@ -3,8 +3,8 @@
 Everything but the real-data tests runs on small data generated in temporary folders
 (`tests.support.data`). Training happens once per session (`tiny_model_dir`); tests that change a
 model folder work on a copy of it (`model_dir_copy`). The real MovieLens data comes from
-`MOVIELENS_DIR` (`tests.support.movielens`); without it the real-data tests are skipped with
-the reason.
+`MOVIELENS_DIR` or the project's downloader (`tests.support.movielens`); without either, the
+tests that need it fail saying what to set.
 
 Helpers are plain modules in `tests.support`, imported by name; this file holds fixtures only.
 """
@@ -76,28 +76,25 @@ def model_dir_copy(tmp_path, tiny_model_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def movielens_dir() -> Path:
-    """The real MovieLens data from `MOVIELENS_DIR` (folder or .zip), else the test is skipped."""
-    path, reason = movielens.locate()
-    if path is None:
-        pytest.skip(f"real MovieLens data unavailable: {reason}")
-    return path
+    """The real MovieLens data, a folder or a .zip: `MOVIELENS_DIR`, else the download."""
+    try:
+        return movielens.locate()
+    except movielens.Unavailable as error:
+        reason = str(error)
+    pytest.fail(reason, pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def movielens_folder(movielens_dir) -> Path:
-    """The real data as a folder: `MOVIELENS_DIR` itself, or the folder beside its .zip."""
-    folder = movielens_dir if movielens_dir.is_dir() else movielens_dir.with_suffix("")
-    if not (folder / "ratings.csv").is_file():
-        pytest.skip(f"no MovieLens folder at {folder}")
-    return folder
+def movielens_folder(movielens_dir, tmp_path_factory) -> Path:
+    """The real data as a folder: `movielens_dir` itself, or its archive unpacked."""
+    try:
+        return movielens.as_folder(movielens_dir, tmp_path_factory.mktemp("movielens-folder"))
+    except movielens.Unavailable as error:
+        reason = str(error)
+    pytest.fail(reason, pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def movielens_zip(movielens_dir) -> Path:
-    """The real data as a .zip: `MOVIELENS_DIR` itself, or `<folder>.zip` beside the folder."""
-    archive = (
-        movielens_dir if movielens_dir.is_file() else movielens_dir.with_name(f"{movielens_dir.name}.zip")
-    )
-    if not archive.is_file():
-        pytest.skip(f"no MovieLens archive at {archive}")
-    return archive
+def movielens_zip(movielens_dir, tmp_path_factory) -> Path:
+    """The real data as a .zip: `movielens_dir` itself, or a zip of the folder."""
+    return movielens.as_zip(movielens_dir, tmp_path_factory.mktemp("movielens-zip"))
