@@ -127,6 +127,8 @@ def test_a_write_that_fails_midway_leaves_no_trace(tiny_loaded, model_dir_copy, 
     load_bundle(current_bundle_path(model_dir_copy))
 
 
+# Its own 120 s deadline for catching the run mid-write fails first and says so.
+@pytest.mark.timeout(300)
 def test_sigkill_while_writing_leaves_current_and_the_next_run_cleans_up(tiny_data_dir, model_dir_copy):
     """`python -m training` killed with SIGKILL once its staging folder has the model in it."""
     old = current_bundle_path(model_dir_copy)

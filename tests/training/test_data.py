@@ -170,6 +170,8 @@ def test_bad_input_fails_in_one_line_and_leaves_current_alone(
     assert snapshot(model_dir_copy) == before
 
 
+# Its own 120 s limit on the process fails first, saying that training hung without network.
+@pytest.mark.timeout(300)
 def test_without_data_or_network_the_download_fails_fast_telling_to_pass_data_dir(tmp_path, model_dir_copy):
     """A real process: exit status 1 and a one-line reason on stderr.
 
