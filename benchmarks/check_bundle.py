@@ -1,0 +1,169 @@
+"""Independent re-checks of a bundle's recorded validation figures: RMSE, NDCG@10, precision@10, recall@10.
+
+    python -m benchmarks.check_bundle --bundle models/current --data-dir DIR_OR_ZIP [--rank-by ranking]
+
+Uses none of the project's code (no `app`, no `training`): only keras, numpy, pandas, the raw
+MovieLens ratings and the bundle's files as the contract in app/bundle.py describes them (their
+names are spelled out here on purpose, so that this check does not import what it checks):
+`encoders.json` (`users`, `movies`: ids in row order, first appearance in ratings.csv first;
+`rating_min`, `rating_max`), `model.keras` (int32 `(N, 2)` rows of [user row, movie row] to a
+sigmoid score; or two named outputs, `rating` and `ranking`) and `metadata.json` (the split's seed
+and fraction, and the recorded `metrics.model`). It redoes the seed's split (shuffle with
+`np.random.RandomState(seed).permutation(n)`, first part train, the rest validation) and then:
+
+- RMSE in stars of the `rating` output (or the only one) on the validation pairs;
+- ranking, for every validation user with a held-out rating >= 4 (relevant movies; a seeded
+  sample of `hyperparameters.ranking_users` of them when training sampled so): candidates are the
+  movies the user did not rate in train, the top 10 by the `ranking` output (or the only one).
+
+Exit status 0 when every figure matches the recorded one (RMSE within 1e-4, ranking within 0.005),
+1 on a mismatch, 2 for unusable arguments or files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+K = 10
+RELEVANT_STARS = 4.0
+TOLERANCES = {"rmse": 1e-4, f"ndcg@{K}": 0.005, f"precision@{K}": 0.005, f"recall@{K}": 0.005}
+
+
+def read_ratings(source: Path) -> pd.DataFrame:
+    """ratings.csv in file order, from a folder or a MovieLens .zip (read in place)."""
+    columns = ["userId", "movieId", "rating"]
+    if source.is_dir():
+        return pd.read_csv(source / "ratings.csv", usecols=columns)
+    with zipfile.ZipFile(source) as archive:
+        members = [n for n in archive.namelist() if n.endswith("ratings.csv")]
+        if not members:
+            raise FileNotFoundError(f"{source} holds no ratings.csv")
+        with archive.open(min(members, key=len)) as handle:
+            return pd.read_csv(handle, usecols=columns)
+
+
+def encode(ids: pd.Series, known: list[int], what: str) -> np.ndarray:
+    """Rows of `ids` in the encoders' order, which must be the order of first appearance."""
+    if pd.unique(ids).tolist() != known:
+        raise ValueError(f"encoders.json {what} are not this data's ids in order of first appearance")
+    return pd.Index(known).get_indexer(ids).astype(np.int32)
+
+
+def scores(model, pairs: np.ndarray, output: str, batch_size: int) -> np.ndarray:
+    """One output of the model for int32 `(N, 2)` pairs, flat: `rating` or `ranking`."""
+    raw = model.predict(pairs, batch_size=batch_size, verbose=0)
+    if isinstance(raw, (list, tuple)):
+        raw = dict(zip(model.output_names, raw, strict=True))
+    if isinstance(raw, dict):
+        if output not in raw:
+            raise ValueError(f"model.keras has no output named {output!r} (it has {sorted(raw)})")
+        raw = raw[output]
+    return np.asarray(raw, dtype=np.float64).reshape(-1)
+
+
+def ranking_figures(top: np.ndarray, relevant: list[np.ndarray]) -> dict[str, float]:
+    hits = np.array([np.isin(row, rel) for row, rel in zip(top, relevant, strict=True)], float)
+    n_relevant = np.array([len(rel) for rel in relevant], float)
+    discounts = 1.0 / np.log2(np.arange(2, K + 2))
+    ideal = np.array([discounts[: min(int(n), K)].sum() for n in n_relevant])
+    return {
+        f"precision@{K}": float(np.mean(hits.sum(1) / K)),
+        f"recall@{K}": float(np.mean(hits.sum(1) / n_relevant)),
+        f"ndcg@{K}": float(np.mean(hits @ discounts / ideal)),
+    }
+
+
+def movies_of(rows: np.ndarray, users: np.ndarray, movies: np.ndarray, wanted: np.ndarray) -> list:
+    """Each wanted user's movie rows among the ratings at `rows`."""
+    rows = rows[np.argsort(users[rows], kind="stable")]
+    starts, ends = (np.searchsorted(users[rows], wanted, side) for side in ("left", "right"))
+    return [movies[rows[start:end]] for start, end in zip(starts, ends, strict=True)]
+
+
+def recheck(bundle: Path, ratings: pd.DataFrame, rank_by: str | None, batch_size: int) -> dict[str, float]:
+    import keras
+
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    encoders = json.loads((bundle / "encoders.json").read_text())
+    users = encode(ratings["userId"], encoders["users"], "users")
+    movies = encode(ratings["movieId"], encoders["movies"], "movies")
+    stars = ratings["rating"].to_numpy(np.float64)
+    seed, fraction = int(metadata["split"]["seed"]), float(metadata["split"]["validation_fraction"])
+    order = np.random.RandomState(seed).permutation(len(ratings))
+    train, validation = np.split(order, [int((1 - fraction) * len(ratings))])
+
+    model = keras.saving.load_model(bundle / "model.keras", safe_mode=True)
+    named = len(model.outputs) > 1
+    if not named and rank_by == "ranking":
+        raise ValueError("model.keras has a single output, no 'ranking' one")
+    rating_output = "rating" if named else None
+    rank_output = (rank_by or ("ranking" if "ranking" in model.output_names else "rating")) if named else None
+    pairs = np.stack([users[validation], movies[validation]], axis=1)
+    low, high = float(encoders["rating_min"]), float(encoders["rating_max"])
+    predicted = low + scores(model, pairs, rating_output, batch_size) * (high - low)
+    figures = {"rmse": float(np.sqrt(np.mean((predicted - stars[validation]) ** 2)))}
+
+    relevant_rows = validation[stars[validation] >= RELEVANT_STARS]
+    rankers = np.unique(users[relevant_rows])
+    sample = metadata.get("hyperparameters", {}).get("ranking_users")
+    if sample is not None and len(rankers) > sample:  # as training sampled them
+        rankers = np.sort(np.random.default_rng(seed).choice(rankers, sample, replace=False))
+    if not len(rankers):
+        return figures
+    seen = movies_of(train, users, movies, rankers)
+    relevant = movies_of(relevant_rows, users, movies, rankers)
+    n_movies = len(encoders["movies"])
+    block = max(1, (1 << 20) // n_movies)
+    tops = []
+    for start in range(0, len(rankers), block):  # every (user, movie) pair of a block of users
+        chunk = rankers[start : start + block]
+        candidates = np.stack([np.repeat(chunk, n_movies), np.tile(np.arange(n_movies), len(chunk))], 1)
+        rows = scores(model, candidates.astype(np.int32), rank_output, batch_size).reshape(len(chunk), -1)
+        for i, rated in enumerate(seen[start : start + block]):
+            rows[i, rated] = -np.inf
+        best = np.argpartition(-rows, K - 1, axis=1)[:, :K]
+        tops.append(np.take_along_axis(best, np.argsort(-np.take_along_axis(rows, best, 1), 1, "stable"), 1))
+    return figures | ranking_figures(np.concatenate(tops), relevant)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.check_bundle", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--bundle", type=Path, default=Path("models/current"), help="bundle folder")
+    parser.add_argument("--data-dir", type=Path, required=True, help="MovieLens folder or .zip")
+    parser.add_argument(
+        "--rank-by", choices=["rating", "ranking"], help="output to rank by (default: ranking if any)"
+    )
+    parser.add_argument("--batch-size", type=int, default=65536, help="pairs per model.predict batch")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        recorded = json.loads((args.bundle / "metadata.json").read_text())["metrics"]["model"]
+        figures = recheck(args.bundle.resolve(), read_ratings(args.data_dir), args.rank_by, args.batch_size)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        print(f"check failed: {error!r}", file=sys.stderr)
+        return 2
+    print(f"bundle {args.bundle.resolve()}, data {args.data_dir}")
+    print(f"{'figure':<14}{'recomputed':>12}{'recorded':>12}{'tolerance':>11}")
+    mismatches = []
+    for name, tolerance in TOLERANCES.items():
+        mine, theirs = figures.get(name), recorded.get(name)
+        ok = mine == theirs or (None not in (mine, theirs) and abs(mine - theirs) <= tolerance)
+        cells = [f"{'-' if v is None else f'{v:.6f}':>12}" for v in (mine, theirs)]
+        print(f"{name:<14}{''.join(cells)}{tolerance:>11g}  {'ok' if ok else 'MISMATCH'}")
+        mismatches += [] if ok else [name]
+    print(f"FAIL: {', '.join(mismatches)} differ from metadata.json" if mismatches else "OK: figures match")
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
