@@ -1,23 +1,18 @@
-"""Independent re-checks of a bundle's recorded validation figures: RMSE, NDCG@10, precision@10, recall@10.
+"""Independent re-checks of a bundle's validation figures: RMSE, NDCG@10, precision@10, recall@10.
 
     python -m benchmarks.check_bundle --bundle models/current --data-dir DIR_OR_ZIP [--rank-by ranking]
 
-Uses none of the project's code (no `app`, no `training`): only keras, numpy, pandas, the raw
-MovieLens ratings and the bundle's files as the contract in app/bundle.py describes them (their
-names are spelled out here on purpose, so that this check does not import what it checks):
-`encoders.json` (`users`, `movies`: ids in row order, first appearance in ratings.csv first;
-`rating_min`, `rating_max`), `model.keras` (int32 `(N, 2)` rows of [user row, movie row] to a
-sigmoid score; or two named outputs, `rating` and `ranking`) and `metadata.json` (the split's seed
-and fraction, and the recorded `metrics.model`). It redoes the seed's split (shuffle with
-`np.random.RandomState(seed).permutation(n)`, first part train, the rest validation) and then:
-
-- RMSE in stars of the `rating` output (or the only one) on the validation pairs;
-- ranking, for every validation user with a held-out rating >= 4 (relevant movies; a seeded
-  sample of `hyperparameters.ranking_users` of them when training sampled so): candidates are the
-  movies the user did not rate in train, the top 10 by the `ranking` output (or the only one).
-
-Exit status 0 when every figure matches the recorded one (RMSE within 1e-4, ranking within 0.005),
-1 on a mismatch, 2 for unusable arguments or files.
+No `app` or `training` code: keras, numpy and pandas on the raw ratings and the bundle's files as
+app/bundle.py describes them (their names spelled out here, so as not to import what is checked):
+encoders.json (`users`, `movies`: ids in row order, first appearance in ratings.csv first;
+`rating_min`, `rating_max`), model.keras (int32 `(N, 2)` [user row, movie row] to a sigmoid score,
+or to two named outputs `rating` and `ranking`), metadata.json (split seed and fraction, figures).
+The seed's split is redone (`np.random.RandomState(seed).permutation(n)`, first part train); RMSE
+is in stars, of the `rating` output (or the only one); ranking, for each validation user with a
+held-out rating >= 4 (a seeded sample of `ranking_users` of them when training sampled so), takes
+the top 10 by the `ranking` output (or the only one) among the movies the user did not rate in
+train. Exit 0 when all match metadata.json `metrics.model` (RMSE within 1e-4, ranking within
+0.005), 1 on a mismatch, 2 for unusable arguments or files.
 """
 
 from __future__ import annotations
@@ -135,14 +130,10 @@ def recheck(bundle: Path, ratings: pd.DataFrame, rank_by: str | None, batch_size
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.check_bundle", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser("python -m benchmarks.check_bundle", description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path, default=Path("models/current"), help="bundle folder")
     parser.add_argument("--data-dir", type=Path, required=True, help="MovieLens folder or .zip")
-    parser.add_argument(
-        "--rank-by", choices=["rating", "ranking"], help="output to rank by (default: ranking if any)"
-    )
+    parser.add_argument("--rank-by", choices=["rating", "ranking"], help="default: ranking, if any")
     parser.add_argument("--batch-size", type=int, default=65536, help="pairs per model.predict batch")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

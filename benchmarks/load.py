@@ -1,18 +1,11 @@
-"""The load benchmark: the real server beside a naive and a floor reference, under the same load.
+"""The load benchmark: the real server beside the floor and naive references, under the same load.
 
-    python -m benchmarks.load --data-dir DIR --model-dir DIR [--duration 10]
+    python -m benchmarks.load --data-dir DIR --model-dir DIR [--duration 10] [--repeat 3]
 
-Trains a bundle if `MODEL_DIR/current` is missing, then, one server at a time on loopback (so they
-never compete for the cores): starts it, times process start to the first 200 from /readyz,
-checks its answers against the others', and drives it with wrk from a separate process at each
-concurrency (default 8, 32, 128): `GET /users/{id}/recommendations?k=10` for random known users and
-`POST /predict` with 100 random known pairs. Prints requests/s, p50/p95/p99, non-2xx responses and
-socket errors per run, the real server's ratios to both references, its peak RSS and the team's
-targets, and saves JSON and a PNG plot in benchmarks/results/.
-
-Other modes: `--sweep` measures the real server under a range of settings (one setting varied at
-a time, plus `--combo` sets); `--training` adds training speed (default beside `--preset seed`);
-`--profile` samples the real server with py-spy under load at 32 connections.
+One server at a time on loopback: ready time, answers cross-checked with the real server's, wrk on
+each endpoint at each concurrency; then ratios, RSS and the team's targets, JSON and a PNG in
+benchmarks/results/ (benchmarks/README.md explains each figure). `benchmarks.sweep` reuses
+`session`, `Bench` and `median`.
 """
 
 from __future__ import annotations
@@ -22,770 +15,359 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks import profiling, report, training_speed
-from benchmarks.servers import REPO, Server, ServerSpec, machine_cpu_seconds
-from benchmarks.wrk import ENDPOINTS, INSTALL_HINT, LoadFiles, error_count, run_wrk, wrk_path, wrk_version
+from app.bundle import ENCODERS_FILE, METADATA_FILE
+from app.bundle_store import CURRENT, current_bundle_path
+from benchmarks import report, training_speed
+from benchmarks.servers import REPO, Server, machine_cpu_seconds
+from benchmarks.wrk import ENDPOINTS, ERROR_FIELDS, INSTALL_HINT, WrkRun, run_wrk, write_load_files
 
+SERVERS = ("real", "floor", "naive")
 RESULTS = Path(__file__).with_name("results")
-DEFAULT_SWEEP = "BATCH_WINDOW_MS=0,1,2,5;BATCH_MAX_USERS=16,32,64,128;COMPUTE_THREADS=1,2"
-SETTLE_TIMEOUT_S = 15.0
-PROFILE_RATE_HZ = 100
-OTHERS_WARNING_PERCENT = 15.0
+OTHERS_LIMIT_PERCENT = 15.0  # CPU (% of a core) of other processes above which a run is not clean
+RETRY_PAUSE_S = 20.0
+SETTLE_S = 15.0  # a server whose backlog does not drain within this after a run is restarted
+WARMUP_S = 2.0
+NAIVE_MAX_S = 10.0  # the naive server's runs last min(--duration, this)
+ONE_BLAS_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+Plan = list[tuple[str, int]]  # (endpoint, connections) of each run, in order
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def parse_list(text: str, kind: type = int) -> list:
-    return [kind(part) for part in text.split(",") if part.strip()]
+@dataclass(frozen=True)
+class Measurement:
+    """One wrk run and what the machine did meanwhile; with --repeat, every round's figures too."""
+
+    wrk: WrkRun
+    server_cpu_percent: float  # of one core
+    other_cpu_percent: float  # processes other than the server and wrk, % of one core
+    mean_batch_size: float | None  # requests per model call (real server only)
+    attempts: int
+    rps_rounds: tuple[float, ...] = ()
+    p99_rounds: tuple[float, ...] = ()
 
 
-def parse_env(pairs: list[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--env takes KEY=VALUE, got {pair!r}")
-        env[key.strip().upper()] = value.strip()
-    return env
+@dataclass(frozen=True)
+class Answers:
+    """A server's top 10 as (movie id, stars) for the check users, and its stars for one /predict body."""
+
+    top10: dict[int, list[tuple[int, float]]]
+    predict: list[float | None]
 
 
-def ensure_bundle(model_dir: Path, data_dir: Path | None) -> dict[str, Any] | None:
-    """Trains one with the default configuration if `model_dir/current` is missing."""
-    if (model_dir / "current").exists():
-        return None
-    log(f"no bundle at {model_dir / 'current'}: training one (default configuration) ...")
-    wall = training_speed.train(data_dir, model_dir, [])
-    log(f"trained in {wall:.1f} s")
-    return {"trained_because_missing": True, "wall_seconds": round(wall, 2)}
+@dataclass
+class ServerResult:
+    """One server's figures under a plan (several rounds merged by `median`)."""
+
+    name: str
+    env: dict[str, str]
+    ready_seconds: float
+    peak_rss_mb: float = 0.0
+    rss_mb: float = 0.0
+    runs: list[Measurement] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    restarts: int = 0
+    cpu_speed: list[float] = field(default_factory=list)  # `cpu_speed()` before and after each round
+    answers: Answers | None = None
+    rounds: int = 1
+
+    def find(self, endpoint: str, connections: int) -> Measurement | None:
+        return {(m.wrk.endpoint, m.wrk.connections): m for m in self.runs}.get((endpoint, connections))
+
+    def note(self, text: str) -> None:
+        log(f"[{self.name}] {text}")
+        self.notes.append(text)
 
 
-class Runner:
-    """Measures one server at a time against the same load files and settings."""
+class Bench:
+    """Measures one server at a time against the same load files, under the same rules."""
 
-    def __init__(self, args: argparse.Namespace, files: LoadFiles, log_dir: Path, probe_user: int) -> None:
-        self.args = args
-        self.files = files
-        self.log_dir = log_dir
-        self.probe = f"/users/{probe_user}/recommendations?k=10"
+    def __init__(self, args: argparse.Namespace, folder: Path, bundle: Path, stamp: str) -> None:
+        self.args, self.folder, self.stamp = args, folder, stamp
+        self.files = write_load_files(bundle, folder)
+        users = json.loads((bundle / ENCODERS_FILE).read_text())["users"]
+        picked = np.random.default_rng(7).choice(len(users), min(6, len(users)), replace=False)
+        self.check_users = sorted({users[0], *(users[i] for i in picked)})
+        self.check_body = json.loads(self.files["predict"].read_text().splitlines()[0])
+        self.probe = f"/users/{self.check_users[0]}/recommendations?k=10"
 
-    def start(self, spec: ServerSpec) -> Server:
-        log(f"[{spec.name}] starting {' '.join(spec.command(0)[1:4])} ...")
-        server = Server(spec, self.log_dir)
-        log(f"[{spec.name}] ready in {server.ready_seconds:.2f} s (pid {server.pid}, port {server.port})")
+    def start(self, name: str, env: dict[str, str]) -> Server:
+        log(f"[{name}] starting ...")
+        if name == "real":
+            server = Server(self.args.model_dir, env, root=self.args.real_root, log_dir=self.folder)
+        else:  # one BLAS thread: the floor's matrix-vector products only lose from more
+            kind = dict(module="benchmarks.references", args=[name], log_dir=self.folder)
+            server = Server(self.args.model_dir, ONE_BLAS_THREAD, **kind)
+        log(f"[{name}] ready in {server.ready_seconds:.2f} s (pid {server.pid}, port {server.port})")
         return server
 
-    def wrk(self, server: Server, endpoint: str, connections: int, duration: float) -> dict[str, Any]:
-        batches_before = server.batch_counters() if server.spec.name == "real" else {}
-        cpu_before, started, wall_start = server.cpu_seconds(), time.monotonic(), time.time()
-        machine_before, children_before = machine_cpu_seconds(), children_cpu_seconds()
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"{server.spec.name} server exited ({server.process.returncode}) before the run"
-            )
+    def measure(self, name: str, plan: Plan, env: dict, answers=False, profile=False) -> ServerResult:
+        """Starts the server, runs `plan` (a warm-up first per endpoint), optionally profiles, stops it."""
+        duration = min(self.args.duration, NAIVE_MAX_S) if name == "naive" else self.args.duration
+        speed, server = cpu_speed(), self.start(name, env)
+        result = ServerResult(name, env, round(server.ready_seconds or 0.0, 3), cpu_speed=[speed])
         try:
-            run = run_wrk(
-                server.url,
-                endpoint,
-                self.files.for_endpoint(endpoint),
-                connections=connections,
-                duration=duration,
-                threads=self.args.wrk_threads,
-                timeout=self.args.timeout,
-            )
-        except RuntimeError as error:
-            state = "running" if server.process.poll() is None else f"exited ({server.process.returncode})"
-            raise RuntimeError(f"{error}; the {server.spec.name} server is {state}") from error
-        busy = server.cpu_seconds() - cpu_before
-        wrk_busy = children_cpu_seconds() - children_before
-        others = machine_cpu_seconds() - machine_before - busy - wrk_busy
-        run["server_cpu_percent"] = round(100 * busy / (time.monotonic() - started), 1)
-        run["server_cpu_ms_per_request"] = (
-            round(1000 * busy / run["requests"], 3) if run["requests"] else None
-        )
-        run["wall_window"] = [wall_start, time.time()]
-        elapsed = run["wall_window"][1] - wall_start
-        run["wrk_cpu_percent"] = round(100 * wrk_busy / elapsed, 1)
-        # Anything else busy on the machine meanwhile (other jobs): a large share spoils the run.
-        run["other_processes_cpu_percent"] = round(max(0.0, 100 * others / elapsed), 1)
-        if batches_before:
-            kind = "recommend" if endpoint == "recommendations" else "predict"
-            after = server.batch_counters().get(kind, (0.0, 0.0))
-            before = batches_before.get(kind, (0.0, 0.0))
-            calls = after[1] - before[1]
-            run["model_calls"] = int(calls)
-            run["mean_batch_size"] = round((after[0] - before[0]) / calls, 2) if calls else None
-        return run
-
-    def measure(
-        self,
-        spec: ServerSpec,
-        plan: list[tuple[str, int]],
-        duration: float,
-        check: dict[str, Any] | None = None,
-        profile_plan: tuple[tuple[str, int], ...] = (),
-    ) -> dict[str, Any]:
-        """Starts the server, optionally records its answers, runs `plan` and stops it."""
-        speed_before = cpu_speed()
-        server = self.start(spec)
-        started = [server]
-        result: dict[str, Any] = {
-            "env": spec.env,
-            "ready_seconds": round(server.ready_seconds, 3),
-            "memory_at_ready": server.memory_mb(),
-            "restarts": 0,
-            "runs": [],
-            "notes": [],
-        }
-        peak = result["memory_at_ready"]["peak_rss_mb"]
-        try:
-            if check is not None:
-                result["answers"] = collect_answers(server, check)
-            warmed: set[str] = set()
-            for endpoint, connections in plan:
-                if endpoint not in warmed and self.args.warmup > 0 and spec.name != "naive":
-                    self.wrk(server, endpoint, min(connections, 8), self.args.warmup)
-                    server.settle(self.probe, SETTLE_TIMEOUT_S)
-                    warmed.add(endpoint)
-                for attempt in range(self.args.retries + 1):
-                    run = self.wrk(server, endpoint, connections, duration)
-                    run["attempts"] = attempt + 1
-                    memory = server.memory_mb()
-                    peak = max(peak, memory["peak_rss_mb"])
-                    log(
-                        f"[{spec.name}] {endpoint:<15} c={connections:<4} "
-                        f"{run['requests_per_s']:9.1f} req/s  "
-                        f"p50 {run['latency_ms']['p50']:7.1f}  p99 {report.p99_text(run):>7} ms  "
-                        f"errors {error_count(run)}  cpu {run['server_cpu_percent']:.0f}%  "
-                        f"rss {memory['rss_mb']:.0f} MB  others {run['other_processes_cpu_percent']:.0f}%"
-                        + (f"  mean batch {run['mean_batch_size']}" if run.get("mean_batch_size") else "")
-                    )
-                    if run["other_processes_cpu_percent"] <= OTHERS_WARNING_PERCENT:
-                        break
-                    if attempt < self.args.retries:
-                        log(f"[{spec.name}] other processes were busy during that run: again in 20 s")
-                        server.settle(self.probe, SETTLE_TIMEOUT_S)
-                        time.sleep(20)
-                    else:
-                        note = (
-                            f"{endpoint} c={connections}: other processes used "
-                            f"{run['other_processes_cpu_percent']:.0f}% of a core during the run "
-                            f"({attempt + 1} attempts); its figures are not clean"
-                        )
-                        log(f"[{spec.name}] WARNING {note}")
-                        result["notes"].append(note)
-                result["runs"].append(run)
-                if not server.settle(self.probe, SETTLE_TIMEOUT_S):
-                    # A backlog that would take long to drain (the naive server at high concurrency):
-                    # restart rather than let it leak into the next run.
-                    note = (
-                        f"restarted after {endpoint} c={connections}: "
-                        f"backlog not drained in {SETTLE_TIMEOUT_S:.0f} s"
-                    )
-                    log(f"[{spec.name}] {note}")
-                    result["notes"].append(note)
+            result.answers = self.answers(server) if answers else None
+            for i, (endpoint, connections) in enumerate(plan):
+                if name != "naive" and endpoint not in [e for e, _ in plan[:i]]:
+                    self.run(server, endpoint, min(connections, 8), WARMUP_S)
+                result.runs.append(self.retried(server, result, endpoint, connections, duration))
+                if not self.settle(server):  # a backlog that would leak into the next run
+                    result.note(f"restarted after {endpoint} c={connections}: backlog not drained in 15 s")
+                    result.peak_rss_mb = max(result.peak_rss_mb, server.memory_mb()[0])
                     server.stop(kill=True)
-                    server = self.start(spec)
-                    started.append(server)
-                    result["restarts"] += 1
-            for endpoint, connections in profile_plan:
-                result.setdefault("profiles", []).append(
-                    self.profile(server, endpoint, connections, duration)
-                )
-                server.settle(self.probe, SETTLE_TIMEOUT_S)
-            memory = server.memory_mb()
-            result["memory"] = {"peak_rss_mb": max(peak, memory["peak_rss_mb"]), "rss_mb": memory["rss_mb"]}
+                    server, result.restarts = self.start(name, env), result.restarts + 1
+            for endpoint in dict.fromkeys(e for e, _ in plan) if profile else ():
+                self.profile(server, endpoint)
+            peak, result.rss_mb = server.memory_mb()
+            result.peak_rss_mb = max(result.peak_rss_mb, peak)
         except BaseException:
-            log(f"[{spec.name}] failed; server log tail:\n{server.log_tail()}")
+            log(f"[{name}] failed; server log tail:\n{server.log(20)}")
             raise
         finally:
             server.stop()
-        if spec.gc_stats:
-            attach_gc_pauses(result, [pause for s in started for pause in s.gc_pauses()])
-        result["cpu_speed"] = {"before": speed_before, "after": cpu_speed()}
+        result.cpu_speed.append(cpu_speed())
         return result
 
-    def profile(self, server: Server, endpoint: str, connections: int, duration: float) -> dict[str, Any]:
-        """An extra run with py-spy attached (not counted in the results: sampling slows it)."""
-        stamp = self.args.stamp
-        out = RESULTS / f"profile-{stamp}-{endpoint}-c{connections}.txt"
-        seconds = max(2, int(duration) - 1)
-        recorder = profiling.start_recording(
-            server.pid, seconds, out, rate=PROFILE_RATE_HZ, native=self.args.profile_native
+    def retried(self, server: Server, result: ServerResult, endpoint: str, connections: int, duration: float):
+        """A run, again after a pause (up to --retries times) while other processes were busy."""
+        for attempt in range(1, self.args.retries + 2):
+            run = self.run(server, endpoint, connections, duration, attempt)
+            log(f"[{result.name}] {report.run_line(run)}")
+            if run.other_cpu_percent <= OTHERS_LIMIT_PERCENT:
+                return run
+            if attempt <= self.args.retries:
+                log(f"[{result.name}] other processes were busy: again in {RETRY_PAUSE_S:.0f} s")
+                self.settle(server)
+                time.sleep(RETRY_PAUSE_S)
+        busy = f"other processes used {run.other_cpu_percent:.0f}% of a core in {attempt} run(s)"
+        result.note(f"{endpoint} c={connections}: {busy}: its figures are not clean")
+        return run
+
+    def run(self, server: Server, endpoint: str, connections: int, duration: float, attempt=0) -> Measurement:
+        """One wrk run, with the CPU the server and other processes used and the mean batch size."""
+        kind = "recommend" if endpoint == "recommendations" else "predict"
+        batches, started = batch_counters(server, kind), time.monotonic()
+        server_before, machine_before, wrk_before = (
+            server.cpu_seconds(),
+            machine_cpu_seconds(),
+            children_cpu(),
         )
-        run = self.wrk(server, endpoint, connections, duration)
-        _, errors = recorder.communicate(timeout=seconds + 60)
-        if recorder.returncode != 0 or not out.exists():
-            raise RuntimeError(f"py-spy failed ({recorder.returncode}): {errors.strip()}")
-        summary = profiling.summarise(out, PROFILE_RATE_HZ, seconds)
-        log(f"[profile] {endpoint} c={connections} ({run['requests_per_s']:.0f} req/s while sampled), {out}:")
-        log(profiling.summary_text(summary))
-        return {"endpoint": endpoint, "connections": connections, "run": run, "file": str(out), **summary}
+        try:
+            wrk = run_wrk(server.url, endpoint, self.files[endpoint], connections, duration)
+        except RuntimeError as error:
+            state = "running" if server.process.poll() is None else f"exited ({server.process.returncode})"
+            raise RuntimeError(f"{error}; the server is {state}") from error
+        elapsed = time.monotonic() - started
+        busy, wrk_busy = server.cpu_seconds() - server_before, children_cpu() - wrk_before
+        others = max(0.0, 100 * (machine_cpu_seconds() - machine_before - busy - wrk_busy) / elapsed)
+        after = batch_counters(server, kind)
+        calls = after[1] - batches[1] if after and batches else 0
+        mean_batch = round((after[0] - batches[0]) / calls, 2) if calls else None
+        return Measurement(wrk, round(100 * busy / elapsed, 1), round(others, 1), mean_batch, attempt)
+
+    def settle(self, server: Server) -> bool:
+        """True once a request queued behind any backlog answers within SETTLE_S seconds."""
+        try:
+            server.get_json(self.probe, timeout=SETTLE_S)
+        except OSError:
+            return False
+        return True
+
+    def answers(self, server: Server) -> Answers:
+        top10 = {}
+        for user in self.check_users:
+            found = server.get_json(f"/users/{user}/recommendations?k=10", timeout=60)["recommendations"]
+            top10[user] = [(r["movie_id"], r["predicted_rating"]) for r in found]
+        predictions = server.post_json("/predict", self.check_body, timeout=60)["predictions"]
+        return Answers(top10, [p["predicted_rating"] for p in predictions])
+
+    def profile(self, server: Server, endpoint: str) -> None:
+        """One more run at 32 connections with py-spy attached (not counted: sampling slows the server),
+        saved as a flame graph with a tower per thread and native frames (garbage collection too)."""
+        out, seconds = RESULTS / f"profile-{self.stamp}-{endpoint}.svg", max(2, int(self.args.duration) - 1)
+        command = [py_spy(), "record", "-p", str(server.pid), "-d", str(seconds), "-r", "100", "-o", str(out)]
+        command += ["--threads", "--native"]
+        with subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        ) as recorder:
+            rps = self.run(server, endpoint, 32, self.args.duration).wrk.requests_per_s
+            if recorder.wait(seconds + 60) or not out.exists():
+                raise RuntimeError(f"py-spy failed ({recorder.returncode}): {recorder.stderr.read().strip()}")
+        log(f"[profile] {endpoint} at 32 connections ({rps:.0f} req/s while sampled): {out}")
+        self.settle(server)
+
+
+def py_spy() -> str | None:
+    return shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def batch_counters(server: Server, kind: str) -> tuple[float, float] | None:
+    """(sum, count) of the real server's model_batch_size histogram for `kind`; None elsewhere."""
+    try:
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    found = dict(re.findall(rf'^model_batch_size_(sum|count){{kind="{kind}"}} (\S+)$', text, re.M))
+    return (float(found["sum"]), float(found["count"])) if len(found) == 2 else None
+
+
+def children_cpu() -> float:
+    """CPU time of this process's finished children (wrk, once waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cpu_speed() -> float:
-    """Millions of iterations per second of a fixed pure-Python loop (best of 5): the machine's speed.
-
-    This machine's speed drifts by up to 2x over minutes (shared host, invisible as steal time), so
-    each server's runs record it before and after; ratios between servers measured at different
-    speeds are skewed by the same factor.
-    """
+    """Millions of iterations per second of a fixed pure-Python loop (best of 5): the machine's speed."""
     best = float("inf")
     for _ in range(5):
         started, total = time.perf_counter(), 0
         for i in range(200_000):
             total += i * i % 7
         best = min(best, time.perf_counter() - started)
-    return round(200_000 / best / 1e6, 2)
+    return round(0.2 / best, 2)
 
 
-def children_cpu_seconds() -> float:
-    """CPU time of this process's finished children (wrk, once waited for)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def attach_gc_pauses(result: dict[str, Any], pauses: list[tuple[float, int, float]]) -> None:
-    """Per measured run: collections by generation, their total and longest pause, share of the run."""
-    for run in [*result["runs"], *(p["run"] for p in result.get("profiles", []))]:
-        start, end = run["wall_window"]
-        inside = [(generation, seconds) for at, generation, seconds in pauses if start <= at <= end]
-        by_generation = {}
-        for generation in (0, 1, 2):
-            times = [seconds for g, seconds in inside if g == generation]
-            by_generation[f"gen{generation}"] = {
-                "collections": len(times),
-                "total_ms": round(1000 * sum(times), 1),
-                "max_ms": round(1000 * max(times), 1) if times else 0.0,
-            }
-        total = sum(seconds for _, seconds in inside)
-        run["gc"] = {**by_generation, "share_of_run": round(total / max(end - start, 1e-9), 4)}
-
-
-def sample_users(encoders: dict[str, Any], count: int = 6, seed: int = 7) -> list[int]:
-    rng = np.random.default_rng(seed)
-    users = encoders["users"]
-    picked = rng.choice(len(users), size=min(count, len(users)), replace=False)
-    return sorted({users[0], *(int(users[i]) for i in picked)})
-
-
-def collect_answers(server: Server, check: dict[str, Any]) -> dict[str, Any]:
-    recommendations = {}
-    for user in check["users"]:
-        body = server.get_json(f"/users/{user}/recommendations?k=10", timeout=60)
-        recommendations[str(user)] = [[r["movie_id"], r["predicted_rating"]] for r in body["recommendations"]]
-    predictions = server.post_json("/predict", check["predict_body"], timeout=60)["predictions"]
-    return {"recommendations": recommendations, "predict": [p["predicted_rating"] for p in predictions]}
-
-
-def agreement(real: dict[str, Any], other: dict[str, Any], tolerance: float = 1e-3) -> dict[str, Any]:
-    """Does `other` give the real server's top 10 (movie ids in order) and predictions?"""
-    identical, tie_only, mismatched = 0, 0, []
-    worst = 0.0
-    for user, expected in real["recommendations"].items():
-        got = other["recommendations"].get(user, [])
-        if [m for m, _ in got] == [m for m, _ in expected]:
-            identical += 1
-        elif len(got) == len(expected) and all(
-            abs(a[1] - b[1]) <= tolerance for a, b in zip(got, expected, strict=True)
-        ):
-            tie_only += 1  # the same scores, near-tied movies in another order
-        else:
-            mismatched.append(user)
-        for a, b in zip(got, expected, strict=False):
-            if a[0] == b[0]:
-                worst = max(worst, abs(a[1] - b[1]))
-    pairs = [(a, b) for a, b in zip(other["predict"], real["predict"], strict=True)]
-    predict_diff = max((abs(a - b) for a, b in pairs if a is not None and b is not None), default=0.0)
-    nulls_match = all((a is None) == (b is None) for a, b in pairs)
-    return {
-        "users": len(real["recommendations"]),
-        "top10_identical": identical,
-        "top10_equal_up_to_ties": tie_only,
-        "top10_mismatched_users": mismatched,
-        "max_rating_difference": round(worst, 6),
-        "predict_max_difference": round(predict_diff, 6),
-        "predict_unknowns_match": nulls_match,
-        "agrees": not mismatched and worst <= tolerance and predict_diff <= tolerance and nulls_match,
-    }
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "wrk": wrk_version(),
-        "load_average_at_start": os.getloadavg(),
-    }
-
-
-def bundle_summary(model_dir: Path) -> dict[str, Any]:
-    path = (model_dir / "current").resolve()
-    metadata = json.loads((path / "metadata.json").read_text())
-    return {
-        "path": str(path),
-        "version": metadata.get("version"),
-        "data": metadata.get("data"),
-        "members": metadata.get("hyperparameters", {}).get("members"),
-    }
-
-
-def compare(args: argparse.Namespace, runner: Runner, check: dict[str, Any]) -> dict[str, Any]:
-    """The servers one after another under the same plan, `--repeat` rounds (the naive one once)."""
-    plan = [(e, c) for e in args.endpoints for c in args.connections]
-    rounds: dict[str, list[dict[str, Any]]] = {}
-    for round_number in range(1, args.repeat + 1):
-        for name in args.servers:
-            if name == "naive" and round_number > 1:
-                continue  # hundreds of times slower: one round says all there is to say
-            if args.repeat > 1:
-                log(f"=== round {round_number}/{args.repeat}: {name}")
-            real = name == "real"
-            spec = ServerSpec(
-                name,
-                args.model_dir,
-                args.env if real else {},
-                gc_stats=real and args.gc_stats,
-                root=args.real_root,
-            )
-            duration = args.naive_duration if name == "naive" else args.duration
-            profiling_now = args.profile and real and round_number == args.repeat
-            profile_plan = tuple((e, 32) for e in args.endpoints) if profiling_now else ()
-            result = runner.measure(spec, plan, duration, check if round_number == 1 else None, profile_plan)
-            result["duration_s"] = duration
-            rounds.setdefault(name, []).append(result)
-            time.sleep(1)  # let the port and the cores go quiet between servers
-    servers = {}
-    for name, results in rounds.items():
-        servers[name] = median_result(results) if len(results) > 1 else results[0]
-        servers[name]["answers"] = results[0].get("answers")
-        servers[name]["cpu_speed"] = results[0]["cpu_speed"] | {
-            "after": results[-1]["cpu_speed"]["after"],
-            "rounds": [r["cpu_speed"] for r in results],
-        }
-        if len(results) > 1:
-            servers[name]["profiles"] = results[-1].get("profiles", [])
-            servers[name]["notes"] = [note for r in results for note in r.get("notes", [])]
-            servers[name]["restarts"] = sum(r.get("restarts", 0) for r in results)
-    agreements = {}
-    if "real" in servers:
-        for name in ("floor", "naive"):
-            if name in servers:
-                agreements[name] = agreement(servers["real"]["answers"], servers[name]["answers"])
-    return {"servers": servers, "agreement_with_real": agreements}
-
-
-def sweep_configs(spec: str, combos: list[str]) -> list[dict[str, str]]:
-    """Defaults first, then each value of each setting on its own, then the `--combo` sets."""
-    from app.settings import Settings
-
-    configs: list[dict[str, str]] = [{}]
-    for part in spec.split(";"):
-        if not part.strip():
-            continue
-        key, _, values = part.partition("=")
-        key = key.strip().upper()
-        field = Settings.model_fields.get(key.lower())
-        if field is None:
-            raise SystemExit(f"--sweep: {key} is not a server setting (see app/settings.py)")
-        for value in values.split(","):
-            if not same_value(field.default, value.strip()):
-                configs.append({key: value.strip()})
-    for combo in combos:
-        configs.append(parse_env([p for p in combo.replace(" ", ",").split(",") if p]))
-    return configs
-
-
-def same_value(default: object, value: str) -> bool:
-    try:
-        return float(default) == float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return str(default).lower() == value.lower()
-
-
-def sweep(args: argparse.Namespace, runner: Runner) -> dict[str, Any]:
-    """Every configuration in turn, `--repeat` rounds interleaved; each cell is the median round's."""
-    levels = args.sweep_connections
-    plan = [("recommendations", c) for c in levels]
-    if "predict" in args.endpoints:
-        plan.append(("predict", 32))
-    configs = sweep_configs(args.sweep, args.combo)
-    floors: list[dict[str, Any]] = []
-    samples: dict[str, list[dict[str, Any]]] = {}
-    for round_number in range(1, args.repeat + 1):
-        if "floor" in args.servers:
-            floors.append(
-                runner.measure(ServerSpec("floor", args.model_dir), [("recommendations", 32)], args.duration)
-            )
-        for config in configs:
-            env = {**args.env, **config}
-            label = " ".join(f"{k}={v}" for k, v in config.items()) or "defaults"
-            log(f"=== sweep round {round_number}/{args.repeat}: {label}")
-            spec = ServerSpec("real", args.model_dir, env, gc_stats=args.gc_stats, root=args.real_root)
-            try:
-                result = runner.measure(spec, plan, args.duration)
-            except RuntimeError as error:  # one broken configuration does not end the sweep
-                log(f"=== sweep: {label} failed: {error}")
-                result = {"env": env, "error": str(error)}
-            samples.setdefault(label, []).append(result)
-            time.sleep(1)
-    floor = median_result(floors) if floors else None
-    return {"floor": floor, "configs": [{"label": k, **median_result(v)} for k, v in samples.items()]}
-
-
-def median_result(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """One result standing for several rounds: per run, the round with the median throughput
-    (its latencies with it), errors summed over rounds, every round's throughput kept."""
-    good = [r for r in results if "error" not in r]
-    if not good:
-        return results[0]
-    merged = dict(good[0])
-    merged["rounds"] = len(results)
-    merged["failed_rounds"] = len(results) - len(good)
-    merged["ready_seconds"] = float(np.median([r["ready_seconds"] for r in good]))
-    merged["memory"] = {
-        "peak_rss_mb": max(r["memory"]["peak_rss_mb"] for r in good),
-        "rss_mb": max(r["memory"]["rss_mb"] for r in good),
-    }
+def median(results: list[ServerResult]) -> ServerResult:
+    """One result for several rounds of the same plan: per run, the round with the median throughput
+    (its latencies with it), errors summed over the rounds, each round's throughput and p99 kept."""
     runs = []
-    for i, first in enumerate(good[0]["runs"]):
-        same = [r["runs"][i] for r in good if len(r["runs"]) > i]
-        ordered = sorted(same, key=lambda run: run["requests_per_s"])
-        middle = dict(ordered[len(ordered) // 2])
-        middle["requests_per_s_rounds"] = [run["requests_per_s"] for run in same]
-        middle["p99_ms_rounds"] = [run["latency_ms"]["p99"] for run in same]
-        middle["non_2xx"] = sum(run["non_2xx"] for run in same)
-        middle["socket_errors"] = {
-            key: sum(run["socket_errors"][key] for run in same) for key in first["socket_errors"]
-        }
-        middle["other_processes_cpu_percent"] = max(run["other_processes_cpu_percent"] for run in same)
-        runs.append(middle)
-    merged["runs"] = runs
-    return merged
-
-
-def sweep_table(result: dict[str, Any]) -> tuple[str, str]:
-    floor_rps = None
-    if result["floor"]:
-        floor_rps = result["floor"]["runs"][0]["requests_per_s"]
-    header = f"{'settings':<36}{'ready s':>8}{'RSS MB':>8}{'other%':>7}"
-    columns: list[tuple[str, int]] = []
-    measured = [row for row in result["configs"] if "error" not in row]
-    if not measured:
-        return "every configuration failed", "no result"
-    for run in measured[0]["runs"]:
-        columns.append((run["endpoint"], run["connections"]))
-        short = "recs" if run["endpoint"] == "recommendations" else "pred"
-        title = f"{short}@{run['connections']} req/s"
-        header += f"{title:>16}{'p99':>8}{'err':>6}"
-    if floor_rps:
-        header += f"{'recs@32/floor':>15}"
-    header += f"{'recs@32 rounds':>22}"
-    lines = [header, "-" * len(header)]
-    scored = []
-    for row in result["configs"]:
-        if "error" in row:
-            lines.append(f"{row['label']:<36}failed: {row['error'][:150]}")
-            continue
-        others = max(r.get("other_processes_cpu_percent", 0) for r in row["runs"])
-        line = f"{row['label']:<36}{row['ready_seconds']:>8.2f}{row['memory']['peak_rss_mb']:>8.0f}"
-        line += f"{others:>7.0f}"
-        by_key = {(r["endpoint"], r["connections"]): r for r in row["runs"]}
-        met = 0
-        for key in columns:
-            run = by_key.get(key)
-            if run is None:
-                line += f"{'-':>16}{'-':>8}{'-':>6}"
-                continue
-            line += f"{run['requests_per_s']:>16.1f}{report.p99_text(run):>8}{error_count(run):>6}"
-            if key[1] == 32 and run["latency_ms"]["p99"] <= report.TARGET_P99_MS and error_count(run) == 0:
-                met += 1
-            if key[1] == 128 and error_count(run) == 0:
-                met += 1
-        recs32 = by_key.get(("recommendations", 32))
-        if floor_rps and recs32:
-            share = recs32["requests_per_s"] / floor_rps
-            met += share >= report.TARGET_FLOOR_SHARE
-            line += f"{share:>15.2f}"
-        if recs32:
-            rounds = "/".join(
-                f"{v:.0f}" for v in recs32.get("requests_per_s_rounds", [recs32["requests_per_s"]])
-            )
-            line += f"{rounds:>22}"
-        lines.append(line)
-        scored.append((met, recs32["requests_per_s"] if recs32 else 0.0, row["label"]))
-    best = max(scored)
-    verdict = (
-        f"best: {best[2]} ({best[0]} load targets met, {best[1]:.0f} req/s for recommendations at 32); "
-        "identical settings differ by about 6% from run to run, so read closer figures as ties, "
-        f"and distrust rows whose other% exceeds {OTHERS_WARNING_PERCENT:.0f}"
+    for same in zip(*(result.runs for result in results), strict=True):
+        middle = sorted(same, key=lambda m: m.wrk.requests_per_s)[len(same) // 2]
+        errors = {name: sum(getattr(m.wrk, name) for m in same) for name in ERROR_FIELDS}
+        rps, p99 = tuple(m.wrk.requests_per_s for m in same), tuple(m.wrk.p99_ms for m in same)
+        others = max(m.other_cpu_percent for m in same)
+        wrk = replace(middle.wrk, **errors)
+        runs.append(replace(middle, wrk=wrk, other_cpu_percent=others, rps_rounds=rps, p99_rounds=p99))
+    return replace(
+        results[0],
+        ready_seconds=float(np.median([r.ready_seconds for r in results])),
+        peak_rss_mb=max(r.peak_rss_mb for r in results),
+        rss_mb=max(r.rss_mb for r in results),
+        runs=runs,
+        notes=[note for r in results for note in r.notes],
+        restarts=sum(r.restarts for r in results),
+        cpu_speed=[speed for r in results for speed in r.cpu_speed],
+        rounds=len(results),
     )
-    return "\n".join(lines), verdict
+
+
+def add_arguments(parser: argparse.ArgumentParser, connections: str) -> None:
+    """The options load and sweep share."""
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("MOVIELENS_DIR"), help="to train")
+    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", "models")))
+    parser.add_argument("--duration", type=float, default=10, help="seconds per measured run (default 10)")
+    parser.add_argument("--connections", type=numbers, default=numbers(connections), help=connections)
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds, median figures")
+    parser.add_argument("--retries", type=int, default=2, help="of runs disturbed by other processes")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="real server setting")
+    parser.add_argument("--real-root", type=Path, default=REPO, help="a checkout whose `app` is served")
+
+
+def numbers(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    """KEY=VALUE pairs, keys upper-cased as the server's settings read them."""
+    if bad := [pair for pair in pairs if "=" not in pair or pair.startswith("=")]:
+        raise SystemExit(f"a setting is KEY=VALUE, got {bad[0]!r}")
+    return {key.strip().upper(): value.strip() for key, _, value in (pair.partition("=") for pair in pairs)}
+
+
+@contextmanager
+def session(args: argparse.Namespace, kind: str, profile=False) -> Iterator[tuple[Bench, dict[str, Any]]]:
+    """Checks the tools, trains a bundle if there is none, writes the load files; yields the bench
+    and the results document's start (what is measured, on what, with which sources)."""
+    if shutil.which("wrk") is None:
+        raise SystemExit(INSTALL_HINT)
+    if profile and py_spy() is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    args.env, args.model_dir = parse_env(args.env), args.model_dir.resolve()
+    args.real_root = args.real_root.resolve()
+    if not (args.real_root / "app" / "__main__.py").is_file():
+        raise SystemExit(f"--real-root {args.real_root} has no app/__main__.py")
+    if not (args.model_dir / CURRENT).exists():
+        log(f"no bundle at {args.model_dir / CURRENT}: training one (default configuration) ...")
+        log(f"trained in {training_speed.train(args.data_dir, args.model_dir, []).wall_seconds:.1f} s")
+    bundle = current_bundle_path(args.model_dir)
+    metadata = json.loads((bundle / METADATA_FILE).read_text())
+    digest = hashlib.sha256()
+    for path in sorted((args.real_root / "app").rglob("*.py")):  # which server code was measured
+        digest.update(str(path.relative_to(args.real_root)).encode() + path.read_bytes())
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    document = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([f"python -m benchmarks.{kind}", *sys.argv[1:]]),
+        "settings": vars(args),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
+        "sources": {"head": head.stdout.strip(), "app_sha256": digest.hexdigest()[:16]},
+        "bundle": {"path": bundle, "version": metadata["version"], "data": metadata.get("data")},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        yield Bench(args, Path(folder), bundle, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")), document
+
+
+def save(document: dict[str, Any], kind: str, stamp: str) -> Path:
+    path = RESULTS / f"{kind}-{stamp}.json"
+    path.write_text(json.dumps(document, indent=1, default=str))
+    return path
+
+
+def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
+    """Each server under the same plan, `--repeat` rounds interleaved (the naive server once)."""
+    plan = [
+        (endpoint, connections) for endpoint in args.endpoints for connections in sorted(args.connections)
+    ]
+    rounds: dict[str, list[ServerResult]] = {}
+    for number in range(1, args.repeat + 1):
+        for name in args.servers if number == 1 else [s for s in args.servers if s != "naive"]:
+            log(f"=== round {number}/{args.repeat}: {name}")
+            env, profile = (args.env, args.profile and number == args.repeat) if name == "real" else ({}, 0)
+            rounds.setdefault(name, []).append(bench.measure(name, plan, env, number == 1, profile))
+            time.sleep(1)  # let the port and the cores go quiet between servers
+    return {name: median(results) for name, results in rounds.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.load",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 2)[2],
-    )
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("MOVIELENS_DIR"))
-    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", "models")))
-    parser.add_argument("--duration", type=float, default=10, help="seconds per measured run (default 10)")
-    parser.add_argument("--connections", type=parse_list, default=[8, 32, 128], help="default 8,32,128")
-    parser.add_argument(
-        "--endpoints", type=lambda t: parse_list(t, str), default=list(ENDPOINTS), help="default: both"
-    )
-    parser.add_argument(
-        "--servers", type=lambda t: parse_list(t, str), default=list(report.SERVERS), help="real,floor,naive"
-    )
-    parser.add_argument(
-        "--naive-duration",
-        type=float,
-        help="seconds per run for the naive server (default: min(--duration, 10)); it is restarted "
-        "after a run whose backlog does not drain in 15 s",
-    )
-    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (default 2)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="wrk --timeout in seconds (default 5)")
-    parser.add_argument(
-        "--retries",
-        type=int,
-        default=2,
-        help="runs again (up to this many times, 20 s apart) when other processes used over "
-        f"{OTHERS_WARNING_PERCENT:.0f}%% of a core during a run (default 2)",
-    )
-    parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each endpoint")
-    parser.add_argument(
-        "--env", action="append", default=[], metavar="KEY=VALUE", help="server setting for the real server"
-    )
-    parser.add_argument(
-        "--sweep",
-        nargs="?",
-        const=DEFAULT_SWEEP,
-        help=f"measure only the real server under each setting in turn (default grid: {DEFAULT_SWEEP})",
-    )
-    parser.add_argument("--combo", action="append", default=[], help="with --sweep: a set such as A=1,B=2")
-    parser.add_argument(
-        "--repeat",
-        type=int,
-        default=1,
-        help="rounds, interleaved (real, floor, real, floor, ...; with --sweep: every setting per round); "
-        "each figure is the median round's. The naive server runs once",
-    )
-    parser.add_argument("--sweep-connections", type=parse_list, default=[32, 128], help="default 32,128")
+    parser = argparse.ArgumentParser("python -m benchmarks.load", description=__doc__.split("\n\n")[0])
+    add_arguments(parser, "8,32,128")
+    parser.add_argument("--servers", type=lambda t: t.split(","), default=list(SERVERS), help="all three")
+    parser.add_argument("--endpoints", type=lambda t: t.split(","), default=list(ENDPOINTS), help="both")
     parser.add_argument("--profile", action="store_true", help="py-spy the real server at 32 connections")
-    parser.add_argument("--profile-native", action="store_true", help="with --profile: native frames too")
-    parser.add_argument(
-        "--gc-stats",
-        action="store_true",
-        help="run the real server through benchmarks.gcstats and report its garbage-collector pauses",
-    )
-    parser.add_argument(
-        "--real-root",
-        type=Path,
-        default=REPO,
-        help="serve the `app` package of another checkout as the real server, e.g. a snapshot made "
-        "with `git archive HEAD app | tar -x -C /tmp/before` (default: this repository)",
-    )
-    parser.add_argument("--training", action="store_true", help="also measure training speed (about 2 min)")
-    parser.add_argument("--skip-load", action="store_true", help="no load runs (with --training)")
     args = parser.parse_args(argv)
-    args.env = parse_env(args.env)
-    args.model_dir = args.model_dir.resolve()
-    args.real_root = args.real_root.resolve()
-    if not (args.real_root / "app" / "__main__.py").is_file():
-        parser.error(f"--real-root {args.real_root} has no app/__main__.py")
-    if args.data_dir is not None:
-        args.data_dir = Path(args.data_dir).resolve()
-    if args.naive_duration is None:
-        args.naive_duration = min(args.duration, 10)
-    unknown = set(args.servers) - set(report.SERVERS) or set(args.endpoints) - set(ENDPOINTS)
-    if unknown:
-        parser.error(f"unknown server or endpoint: {', '.join(sorted(unknown))}")
-    args.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    load = not args.skip_load
-    if load and wrk_path() is None:
-        print(INSTALL_HINT, file=sys.stderr)
-        return 2
-    if args.profile and profiling.py_spy_path() is None:
-        print("--profile needs py-spy: pip install py-spy", file=sys.stderr)
-        return 2
-    RESULTS.mkdir(exist_ok=True)
-    document: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.load", *sys.argv[1:]]),
-        "machine": machine(),
-        "settings": {
-            k: v if not isinstance(v, Path) else str(v) for k, v in vars(args).items() if k not in ("stamp",)
-        },
-        "git": git_state(args.real_root),
-    }
-    outputs: list[str] = []
-
-    if args.training:
-        rows = training_speed.measure(args.data_dir, list(training_speed.CONFIGURATIONS))
-        document["training"] = rows
-        outputs.append("Training speed (python -m training on the same data, one run each):\n")
-        outputs.append(training_speed.table(rows) + "\n")
-        log(outputs[-1])
-
-    if load:
-        document["bundle_trained"] = ensure_bundle(args.model_dir, args.data_dir)
-        document["bundle"] = bundle_summary(args.model_dir)
-        encoders = json.loads((Path(document["bundle"]["path"]) / "encoders.json").read_text())
-        with tempfile.TemporaryDirectory(prefix="bench-load-") as folder:
-            from benchmarks.wrk import write_load_files
-
-            files = write_load_files(Path(document["bundle"]["path"]) / "encoders.json", Path(folder))
-            check = {
-                "users": sample_users(encoders),
-                "predict_body": json.loads(files.bodies.read_text().splitlines()[0]),
-            }
-            runner = Runner(args, files, Path(folder), check["users"][0])
-            if args.sweep:
-                result = sweep(args, runner)
-                document["sweep"] = result
-                table, verdict = sweep_table(result)
-                outputs.append(
-                    f"Real server under each setting ({args.duration:g} s per run):\n{table}\n{verdict}\n"
-                )
-            else:
-                document.update(compare(args, runner, check))
-                outputs.append(comparison_text(document, args))
-    name = "sweep" if args.sweep else ("load" if load else "training")
-    json_path = RESULTS / f"{name}-{args.stamp}.json"
-    json_path.write_text(json.dumps(document, indent=2, default=str))
-    saved = [str(json_path.relative_to(REPO))]
-    if load and not args.sweep:
-        png = RESULTS / f"{name}-{args.stamp}.png"
-        report.plot(document["servers"], png, f"{document['bundle']['version']} on {os.cpu_count()} cores")
-        saved.append(str(png.relative_to(REPO)))
-    print("\n".join(outputs))
-    print("saved: " + ", ".join(saved))
+    if not set(args.servers) <= set(SERVERS) or not set(args.endpoints) <= set(ENDPOINTS):
+        parser.error(f"servers are among {SERVERS}, endpoints among {ENDPOINTS}")
+    with session(args, "load", args.profile) as (bench, document):
+        servers = compare(bench, args)
+    print(report.comparison(servers, document["bundle"], args.duration))
+    document |= {"servers": {name: asdict(s) for name, s in servers.items()}, **report.summary(servers)}
+    path = save(document, "load", bench.stamp)
+    report.plot(servers, path.with_suffix(".png"), f"{document['bundle']['version']}, {os.cpu_count()} cores")
+    print(f"saved: {path.relative_to(REPO)} and its .png")
     return 0
-
-
-def comparison_text(document: dict[str, Any], args: argparse.Namespace) -> str:
-    servers = document["servers"]
-    parts = [
-        f"Load: wrk -t{args.wrk_threads} -c N -d {args.duration:g}s --timeout {args.timeout:g}s on loopback; "
-        f"bundle {document['bundle']['version']} ({document['bundle']['data']['users']} users, "
-        f"{document['bundle']['data']['movies']} movies).",
-    ]
-    if "naive" in servers and args.naive_duration != args.duration:
-        parts.append(
-            f"The naive server runs {args.naive_duration:g} s per level (it is hundreds of times slower)."
-        )
-    for name, server in servers.items():
-        for note in server.get("notes", []):
-            parts.append(f"{name}: {note}")
-    parts += ["", report.runs_table(servers), ""]
-    rows = report.ratios(servers)
-    document["ratios"] = rows
-    parts += [
-        "Real server against the references (throughput ratio; p99 in ms):",
-        report.ratios_table(servers, rows),
-    ]
-    parts += [
-        "",
-        f"{'server':<8}{'ready s':>9}{'peak RSS MB':>13}{'RSS MB':>9}{'restarts':>10}"
-        f"{'cpu speed before/after':>24}",
-    ]
-    for name, server in servers.items():
-        memory = server["memory"]
-        parts.append(
-            f"{name:<8}{server['ready_seconds']:>9.2f}{memory['peak_rss_mb']:>13.0f}{memory['rss_mb']:>9.0f}"
-            f"{server['restarts']:>10}"
-            f"{'{before} / {after}'.format(**server['cpu_speed']):>24}"
-        )
-    speeds = [
-        value
-        for server in servers.values()
-        for measured in server["cpu_speed"].get("rounds", [server["cpu_speed"]])
-        for value in (measured["before"], measured["after"])
-    ]
-    if speeds and max(speeds) > 1.1 * min(speeds):
-        parts.append(
-            f"WARNING: the machine's speed drifted from {min(speeds)} to {max(speeds)} (a fixed Python loop, "
-            "millions of iterations/s) during the measurements: ratios between servers are skewed by it"
-        )
-    gc_lines = gc_table(servers.get("real", {}))
-    if gc_lines:
-        parts += ["", "Garbage collection in the real server during each run:", gc_lines]
-    agreements = document.get("agreement_with_real", {})
-    if agreements:
-        parts.append("")
-        for name, found in agreements.items():
-            parts.append(
-                f"{name} vs real on {found['users']} users: top-10 identical {found['top10_identical']}, "
-                f"equal up to ties {found['top10_equal_up_to_ties']}, mismatched "
-                f"{found['top10_mismatched_users'] or 'none'}; "
-                f"max rating difference {found['max_rating_difference']}; "
-                f"/predict max difference {found['predict_max_difference']} -> "
-                f"{'AGREES' if found['agrees'] else 'DISAGREES'}"
-            )
-    checks = report.targets(servers)
-    document["targets"] = checks
-    if checks:
-        parts += ["", "Targets (real server):", report.targets_table(checks)]
-    return "\n".join(parts) + "\n"
-
-
-def gc_table(server: dict[str, Any]) -> str:
-    runs = [r for r in server.get("runs", []) if "gc" in r]
-    if not runs:
-        return ""
-    header = f"{'endpoint':<17}{'conns':>6}{'gen0':>7}{'gen1':>7}{'gen2':>7}"
-    header += f"{'gen2 ms total':>15}{'gen2 max ms':>13}{'all gc % of run':>17}"
-    lines = [header, "-" * len(header)]
-    for run in runs:
-        gc = run["gc"]
-        lines.append(
-            f"{run['endpoint']:<17}{run['connections']:>6}{gc['gen0']['collections']:>7}"
-            f"{gc['gen1']['collections']:>7}{gc['gen2']['collections']:>7}{gc['gen2']['total_ms']:>15.0f}"
-            f"{gc['gen2']['max_ms']:>13.0f}{100 * gc['share_of_run']:>17.1f}"
-        )
-    return "\n".join(lines)
-
-
-def git_state(real_root: Path) -> dict[str, Any]:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "app", "training"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    digest = hashlib.sha256()
-    for path in sorted((real_root / "app").glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    # Others edit app/ while benchmarks run: the digest says which server code was measured.
-    return {
-        "real_root": str(real_root),
-        "head": head,
-        "app_or_training_modified": bool(dirty),
-        "app_sources_sha256": digest.hexdigest()[:16],
-    }
 
 
 if __name__ == "__main__":

@@ -1,226 +1,216 @@
-"""Tables, ratios, the team's targets and the plot, from the results the load run collected."""
+"""What the load benchmark's figures say: its tables, the real server's ratios to the references,
+the agreement of their answers, the team's targets and the plot. Nothing here measures."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from benchmarks.wrk import ENDPOINTS, error_count
+from benchmarks.wrk import ENDPOINTS
 
-SERVERS = ("real", "floor", "naive")
+if TYPE_CHECKING:
+    from benchmarks.load import Answers, Measurement, ServerResult
 
-# The team's targets (see benchmarks/README.md); measured, never tuned for.
-TARGET_FLOOR_SHARE = 0.8
-TARGET_P99_MS = 50.0
-TARGET_READY_S = 10.0
-TARGET_RSS_MB = 1024.0
-
-
-def p99_text(run: dict) -> str:
-    """p99 in ms, or '>timeout' when over 1% of requests timed out (wrk drops those from latency)."""
-    timeouts = run["socket_errors"]["timeout"]
-    if run["requests"] == 0 or timeouts > 0.01 * run["requests"]:
-        return f">{run['timeout_s'] * 1000:.0f}"
-    return f"{run['latency_ms']['p99']:.1f}"
+# The team's targets (benchmarks/README.md); measured, never tuned for.
+FLOOR_SHARE, P99_MS, READY_S, RSS_MB = 0.8, 50.0, 10.0, 1024.0
+TOLERANCE = 1e-3  # stars: answers within it agree
 
 
-def runs_table(servers: dict[str, dict]) -> str:
-    header = (
-        f"{'server':<8}{'endpoint':<17}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-        f"{'non2xx':>8}{'conn':>6}{'read':>6}{'write':>6}{'tmout':>7}{'cpu%':>7}{'secs':>6}{'batch':>7}{'other%':>7}"
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: str
+    met: bool
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """The real server's throughput over a reference's (None where it is missing or timed out)."""
+
+    endpoint: str
+    connections: int
+    vs_floor: float | None
+    vs_naive: float | None
+    vs_floor_rounds: tuple[float, ...]
+
+
+def run_line(m: Measurement) -> str:
+    w, batch = m.wrk, f"  mean batch {m.mean_batch_size}" if m.mean_batch_size else ""
+    return (
+        f"{w.endpoint:<15} c={w.connections:<4} {w.requests_per_s:9.1f} req/s  p50 {w.p50_ms:7.1f}  p99 "
+        f"{w.p99_text:>7} ms  errors {w.errors}  cpu {m.server_cpu_percent:.0f}%  "
+        f"others {m.other_cpu_percent:.0f}%{batch}"
     )
-    lines = [header, "-" * len(header)]
-    for name, server in servers.items():
-        for run in server["runs"]:
-            errors = run["socket_errors"]
-            p50, p95 = (
-                (f"{run['latency_ms']['p50']:.1f}", f"{run['latency_ms']['p95']:.1f}")
-                if run["requests"]
-                else ("-", "-")  # nothing completed within the run
-            )
+
+
+def agreement(real: Answers, other: Answers) -> tuple[bool, str]:
+    """Does `other` give the real server's top 10 (the same movies in the same order) and stars?"""
+    identical, ties, mismatched, worst = 0, 0, [], 0.0
+    for user, expected in real.top10.items():
+        got = other.top10.get(user, [])
+        close = [abs(a[1] - b[1]) <= TOLERANCE for a, b in zip(got, expected, strict=False)]
+        if [movie for movie, _ in got] == [movie for movie, _ in expected]:
+            identical += 1
+        elif len(got) == len(expected) and all(close):
+            ties += 1  # the same stars, near-tied movies in another order
+        else:
+            mismatched.append(user)
+        worst = max([worst, *(abs(a[1] - b[1]) for a, b in zip(got, expected, strict=False) if a[0] == b[0])])
+    pairs = list(zip(other.predict, real.predict, strict=True))
+    predict = max((abs(a - b) for a, b in pairs if a is not None and b is not None), default=0.0)
+    unknowns = all((a is None) == (b is None) for a, b in pairs)
+    agrees = not mismatched and max(worst, predict) <= TOLERANCE and unknowns
+    return agrees, (
+        f"on {len(real.top10)} users: top-10 identical {identical}, equal up to ties {ties}, mismatched "
+        f"{mismatched or 'none'}; max rating difference {worst:.6f}; /predict max difference {predict:.6f}"
+        f"{'' if unknowns else ', unknown pairs differ'} -> {'AGREES' if agrees else 'DISAGREES'}"
+    )
+
+
+def ratios(servers: dict[str, ServerResult]) -> list[Ratio]:
+    found = []
+    for m in servers["real"].runs if "real" in servers else []:
+        key = (m.wrk.endpoint, m.wrk.connections)
+        other = {name: servers[name].find(*key) if name in servers else None for name in ("floor", "naive")}
+        rps = {n: o.wrk.requests_per_s for n, o in other.items() if o and not o.wrk.overloaded}
+        vs = [round(m.wrk.requests_per_s / rps[n], 3) if rps.get(n) else None for n in ("floor", "naive")]
+        floor_rounds = other["floor"].rps_rounds if other["floor"] else ()
+        rounds = tuple(round(a / b, 3) for a, b in zip(m.rps_rounds, floor_rounds, strict=False) if b)
+        found.append(Ratio(*key, *vs, rounds))
+    return found
+
+
+def targets(real: ServerResult, floor: ServerResult | None) -> list[Target]:
+    """The team's targets that the real server's figures speak to, each met or missed."""
+    at32, at128 = real.find("recommendations", 32), real.find("recommendations", 128)
+    predict32 = real.find("predict", 32)
+    floor32, found = floor.find("recommendations", 32) if floor else None, []
+    if at32 and floor32 and floor32.wrk.requests_per_s:
+        share = at32.wrk.requests_per_s / floor32.wrk.requests_per_s
+        rounds = [a / b for a, b in zip(at32.rps_rounds, floor32.rps_rounds, strict=False) if b]
+        spread = f" (round by round {min(rounds):.2f} to {max(rounds):.2f})" if len(rounds) > 1 else ""
+        name = f"recommendations @32: throughput >= {FLOOR_SHARE} x floor"
+        found.append(Target(name, f"{share:.2f} x{spread}", share >= FLOOR_SHARE))
+    for run, what in ((at32, "recommendations"), (predict32, "predict (100 pairs)")):
+        if run:
+            met = run.wrk.p99_ms <= P99_MS and not run.wrk.timeouts
+            found.append(Target(f"{what} @32: p99 <= {P99_MS:.0f} ms", f"{run.wrk.p99_text} ms", met))
+    for run, what in ((at32, "@32: no errors"), (at128, "@128: no errors, no timeouts")):
+        if run:
+            found.append(Target(f"recommendations {what}", str(run.wrk.errors), run.wrk.errors == 0))
+    ready, peak = real.ready_seconds, real.peak_rss_mb
+    found.append(Target(f"ready within {READY_S:.0f} s of process start", f"{ready:.2f} s", ready <= READY_S))
+    found.append(Target("peak RSS < 1 GB", f"{peak:.0f} MB", peak < RSS_MB))
+    return found
+
+
+def summary(servers: dict[str, ServerResult]) -> dict[str, Any]:
+    """The comparison's conclusions, for the JSON document."""
+    real, agreements = servers.get("real"), {}
+    for name, other in servers.items() if real and real.answers else ():
+        if name != "real" and other.answers:
+            agrees, detail = agreement(real.answers, other.answers)
+            agreements[name] = {"agrees": agrees, "detail": detail}
+    met = [asdict(t) for t in targets(real, servers.get("floor"))] if real else []
+    return {"agreement_with_real": agreements, "ratios": [asdict(r) for r in ratios(servers)], "targets": met}
+
+
+def runs_table(results: dict[str, ServerResult]) -> list[str]:
+    """A line per measured run, under the name of its server (or of its settings, in a sweep)."""
+    width = max(map(len, ["server", *results])) + 2
+    lines = [
+        f"{'server':<{width}}{'endpoint':<17}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+        f"{'non2xx':>8}{'conn':>6}{'read':>6}{'write':>6}{'tmout':>7}{'cpu%':>7}{'batch':>7}{'other%':>7}"
+    ]
+    for name, result in results.items():
+        for m in result.runs:
+            w = m.wrk
+            p50, p95 = (f"{w.p50_ms:.1f}", f"{w.p95_ms:.1f}") if w.requests else ("-", "-")
             lines.append(
-                f"{name:<8}{run['endpoint']:<17}{run['connections']:>6}{run['requests_per_s']:>10.1f}"
-                f"{p50:>9}{p95:>9}{p99_text(run):>9}"
-                f"{run['non_2xx']:>8}{errors['connect']:>6}{errors['read']:>6}{errors['write']:>6}"
-                f"{errors['timeout']:>7}{run.get('server_cpu_percent', 0):>7.0f}{run['duration_s']:>6.0f}"
-                f"{run.get('mean_batch_size') or '-':>7}{run.get('other_processes_cpu_percent', 0):>7.0f}"
+                f"{name:<{width}}{w.endpoint:<17}{w.connections:>6}{w.requests_per_s:>10.1f}{p50:>9}{p95:>9}"
+                f"{w.p99_text:>9}{w.non_2xx:>8}{w.connect_errors:>6}{w.read_errors:>6}{w.write_errors:>6}"
+                f"{w.timeouts:>7}{m.server_cpu_percent:>7.0f}{m.mean_batch_size or '-':>7}"
+                f"{m.other_cpu_percent:>7.0f}"
             )
-    return "\n".join(lines)
+    return lines
 
 
-def find_run(servers: dict[str, dict], server: str, endpoint: str, connections: int) -> dict | None:
-    for run in servers.get(server, {}).get("runs", []):
-        if run["endpoint"] == endpoint and run["connections"] == connections:
-            return run
-    return None
-
-
-def ratios(servers: dict[str, dict]) -> list[dict[str, Any]]:
-    """Real server against each reference, per endpoint and concurrency: throughput and p99."""
-    rows = []
-    for endpoint in ENDPOINTS:
-        levels = sorted(
-            {r["connections"] for s in servers.values() for r in s["runs"] if r["endpoint"] == endpoint}
-        )
-        for connections in levels:
-            real = find_run(servers, "real", endpoint, connections)
-            if real is None:
-                continue
-            row: dict[str, Any] = {"endpoint": endpoint, "connections": connections}
-            for reference in ("floor", "naive"):
-                other = find_run(servers, reference, endpoint, connections)
-                if other is None:
-                    continue
-                rps = other["requests_per_s"]
-                if p99_text(other).startswith(">"):
-                    # Over 1% timeouts: its requests/s counts late answers only; no meaningful ratio.
-                    row[f"{reference}_overloaded"] = True
-                    rps = 0.0
-                row[f"throughput_vs_{reference}"] = round(real["requests_per_s"] / rps, 3) if rps else None
-                rounds = list(
-                    zip(
-                        real.get("requests_per_s_rounds", []),
-                        other.get("requests_per_s_rounds", []),
-                        strict=False,
-                    )
-                )
-                if rounds and rps:
-                    row[f"throughput_vs_{reference}_rounds"] = [round(a / b, 3) for a, b in rounds if b]
-                other_p99 = 0.0 if row.get(f"{reference}_overloaded") else other["latency_ms"]["p99"]
-                row[f"p99_vs_{reference}"] = (
-                    round(real["latency_ms"]["p99"] / other_p99, 3) if other_p99 else None
-                )
-            rows.append(row)
-    return rows
-
-
-def ratios_table(servers: dict[str, dict], rows: list[dict[str, Any]]) -> str:
-    header = (
-        f"{'endpoint':<17}{'conns':>6}{'real req/s':>11}{'floor':>9}{'naive':>8}"
-        f"{'real/floor':>11}{'real/naive':>11}{'p99 real':>10}{'floor':>8}{'naive':>8}"
-    )
-    lines = [header, "-" * len(header)]
-
-    def cell(value: float | None, digits: int = 2, suffix: str = "") -> str:
-        return "-" if value is None else f"{value:.{digits}f}{suffix}"
-
-    for row in rows:
-        endpoint, connections = row["endpoint"], row["connections"]
-        runs = {name: find_run(servers, name, endpoint, connections) for name in SERVERS}
-        rps = {name: (run["requests_per_s"] if run else None) for name, run in runs.items()}
-        p99 = {name: (p99_text(run) if run else "-") for name, run in runs.items()}
+def servers_table(results: dict[str, ServerResult]) -> list[str]:
+    """Ready time, memory, restarts and the machine's speed (`load.cpu_speed`) per server."""
+    width = max(map(len, ["server", *results])) + 2
+    lines = [
+        f"{'server':<{width}}{'ready s':>9}{'peak RSS MB':>13}{'RSS MB':>9}{'restarts':>10}{'cpu speed':>12}"
+    ]
+    for name, s in results.items():
+        speed = f"{min(s.cpu_speed)}-{max(s.cpu_speed)}"
+        figures = f"{s.ready_seconds:>9.2f}{s.peak_rss_mb:>13.0f}{s.rss_mb:>9.0f}{s.restarts:>10}{speed:>12}"
+        lines.append(f"{name:<{width}}{figures}")
+    speeds = [speed for result in results.values() for speed in result.cpu_speed]
+    if max(speeds) > 1.1 * min(speeds):
         lines.append(
-            f"{endpoint:<17}{connections:>6}{cell(rps['real'], 1):>11}{cell(rps['floor'], 1):>9}"
-            f"{cell(rps['naive'], 1):>8}{cell(row.get('throughput_vs_floor')):>11}"
-            f"{cell(row.get('throughput_vs_naive'), 1, 'x'):>11}"
-            f"{p99['real']:>10}{p99['floor']:>8}{p99['naive']:>8}"
+            f"WARNING: the machine's speed (a fixed Python loop, millions of iterations/s) drifted from "
+            f"{min(speeds)} to {max(speeds)} during the measurements: ratios between servers are skewed by it"
         )
-    return "\n".join(lines)
+    return lines
 
 
-def targets(servers: dict[str, dict]) -> list[dict[str, Any]]:
-    """The team's targets, each with the measured value and whether it is met (None: not measured)."""
-    checks: list[dict[str, Any]] = []
-
-    def add(name: str, value: Any, ok: bool | None) -> None:
-        checks.append({"target": name, "measured": value, "met": ok})
-
-    real = servers.get("real")
-    if real is None:
-        return checks
-    at32 = find_run(servers, "real", "recommendations", 32)
-    floor32 = find_run(servers, "floor", "recommendations", 32)
-    if at32 is not None:
-        if floor32 is not None and floor32["requests_per_s"]:
-            share = at32["requests_per_s"] / floor32["requests_per_s"]
-            rounds = [
-                a / b
-                for a, b in zip(
-                    at32.get("requests_per_s_rounds", []),
-                    floor32.get("requests_per_s_rounds", []),
-                    strict=False,
-                )
-                if b
-            ]
-            spread = f" (round by round {min(rounds):.2f} to {max(rounds):.2f})" if len(rounds) > 1 else ""
-            add(
-                f"recommendations @32: throughput >= {TARGET_FLOOR_SHARE} x floor",
-                f"{share:.2f} x{spread}",
-                share >= TARGET_FLOOR_SHARE,
-            )
-        add(
-            f"recommendations @32: p99 <= {TARGET_P99_MS:.0f} ms",
-            f"{p99_text(at32)} ms",
-            at32["latency_ms"]["p99"] <= TARGET_P99_MS and at32["socket_errors"]["timeout"] == 0,
-        )
-        add("recommendations @32: no errors", error_count(at32), error_count(at32) == 0)
-    at128 = find_run(servers, "real", "recommendations", 128)
-    if at128 is not None:
-        add("recommendations @128: no errors, no timeouts", error_count(at128), error_count(at128) == 0)
-    predict32 = find_run(servers, "real", "predict", 32)
-    if predict32 is not None:
-        add(
-            f"predict (100 pairs) @32: p99 <= {TARGET_P99_MS:.0f} ms",
-            f"{p99_text(predict32)} ms",
-            predict32["latency_ms"]["p99"] <= TARGET_P99_MS and predict32["socket_errors"]["timeout"] == 0,
-        )
-    ready = real.get("ready_seconds")
-    if ready is not None:
-        add(
-            f"ready within {TARGET_READY_S:.0f} s of process start", f"{ready:.2f} s", ready <= TARGET_READY_S
-        )
-    peak = real.get("memory", {}).get("peak_rss_mb")
-    if peak is not None:
-        add("peak RSS < 1 GB", f"{peak:.0f} MB", peak < TARGET_RSS_MB)
-    return checks
+def comparison(servers: dict[str, ServerResult], bundle: dict[str, Any], duration: float) -> str:
+    lines = [
+        f"Load: wrk -t2 -c N -d {duration:g}s --timeout 5s on loopback (naive: 10 s at most); bundle "
+        f"{bundle['version']} ({bundle['data']['users']} users, {bundle['data']['movies']} movies)",
+        *(f"{name}: {note}" for name, server in servers.items() for note in server.notes),
+        "",
+        *runs_table(servers),
+        "\nReal server against the references (throughput ratios):",
+        f"{'endpoint':<17}{'conns':>6}{'real/floor':>11}{'real/naive':>11}{'real/floor by round':>22}",
+    ]
+    for r in ratios(servers):
+        floor, naive = ("-" if v is None else f"{v:.2f}" for v in (r.vs_floor, r.vs_naive))
+        rounds = "/".join(f"{x:.2f}" for x in r.vs_floor_rounds) if len(r.vs_floor_rounds) > 1 else ""
+        lines.append(f"{r.endpoint:<17}{r.connections:>6}{floor:>11}{naive:>11}{rounds:>22}")
+    lines += ["", *servers_table(servers), ""]
+    lines += [
+        f"{name} vs real {found['detail']}" for name, found in summary(servers)["agreement_with_real"].items()
+    ]
+    if "real" in servers:
+        lines.append("\nTargets (real server):")
+        for t in targets(servers["real"], servers.get("floor")):
+            lines.append(f"{'met' if t.met else 'MISSED':<7}{t.name:<52}{t.measured}")
+    return "\n".join(lines) + "\n"
 
 
-def targets_table(checks: list[dict[str, Any]]) -> str:
-    verdict = {True: "met", False: "MISSED", None: "-"}
-    return "\n".join(f"{verdict[c['met']]:<7}{c['target']:<52}{c['measured']}" for c in checks)
-
-
-def plot(servers: dict[str, dict], path: Path, title: str) -> None:
+def plot(servers: dict[str, ServerResult], path: Path, title: str) -> None:
     """Throughput and p99 against connections, one line per server, one row per endpoint."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    endpoints = [e for e in ENDPOINTS if any(r["endpoint"] == e for s in servers.values() for r in s["runs"])]
+    endpoints = [e for e in ENDPOINTS if any(m.wrk.endpoint == e for s in servers.values() for m in s.runs)]
     figure, axes = plt.subplots(len(endpoints), 2, figsize=(11, 4 * len(endpoints)), squeeze=False)
     styles = {"real": ("tab:blue", "o"), "floor": ("tab:green", "s"), "naive": ("tab:red", "^")}
-    for row, endpoint in enumerate(endpoints):
-        throughput, latency = axes[row]
+    levels = sorted({m.wrk.connections for s in servers.values() for m in s.runs})
+    for (throughput, latency), endpoint in zip(axes, endpoints, strict=True):
         for name, server in servers.items():
-            runs = sorted(
-                (r for r in server["runs"] if r["endpoint"] == endpoint), key=lambda r: r["connections"]
+            # A log axis cannot show a run that answered nothing; one with over 1% timeouts has no
+            # meaningful p99: it is drawn at the timeout, ringed.
+            runs = [m.wrk for m in server.runs if m.wrk.endpoint == endpoint and m.wrk.requests]
+            x, p99 = (
+                [w.connections for w in runs],
+                [w.timeout_s * 1000 if w.overloaded else w.p99_ms for w in runs],
             )
-            if not runs:
-                continue
-            color, marker = styles.get(name, ("tab:gray", "x"))
-            runs = [r for r in runs if r["requests"]]  # a log axis cannot show a run with no answer
-            x = [r["connections"] for r in runs]
-            throughput.plot(x, [r["requests_per_s"] for r in runs], marker=marker, color=color, label=name)
-            # A run with many timeouts has no meaningful p99: draw it at the timeout, hollow.
-            p99 = [
-                r["timeout_s"] * 1000 if p99_text(r).startswith(">") else r["latency_ms"]["p99"] for r in runs
-            ]
-            latency.plot(x, p99, marker=marker, color=color, label=name)
-            for xi, yi, r in zip(x, p99, runs, strict=True):
-                if p99_text(r).startswith(">"):
-                    latency.plot([xi], [yi], marker="o", markersize=12, mfc="none", color=color)
-        throughput.set_title(f"{endpoint}: throughput")
-        throughput.set_ylabel("requests/s (log)")
-        latency.set_title(f"{endpoint}: p99 latency (ring: over 1% timeouts)")
-        latency.set_ylabel("ms (log)")
-        latency.axhline(TARGET_P99_MS, color="gray", linestyle="--", linewidth=1, label="50 ms target")
-        levels = sorted({r["connections"] for s in servers.values() for r in s["runs"]})
+            style = dict(marker=styles[name][1], color=styles[name][0], label=name)
+            throughput.plot(x, [w.requests_per_s for w in runs], **style)
+            latency.plot(x, p99, **style)
+            for xi, yi in ((xi, yi) for xi, yi, w in zip(x, p99, runs, strict=True) if w.overloaded):
+                latency.plot([xi], [yi], "o", markersize=12, mfc="none", color=styles[name][0])
+        throughput.set(title=f"{endpoint}: throughput", ylabel="requests/s (log)")
+        latency.set(title=f"{endpoint}: p99 latency (ring: over 1% timeouts)", ylabel="ms (log)")
+        latency.axhline(P99_MS, color="gray", linestyle="--", linewidth=1, label="50 ms target")
         for axis in (throughput, latency):
             axis.set_xscale("log", base=2)
-            axis.set_xticks(levels, [str(level) for level in levels])
-            axis.set_yscale("log")
-            axis.set_xlabel("connections")
+            axis.set(xticks=levels, xticklabels=list(map(str, levels)), yscale="log", xlabel="connections")
             axis.grid(True, which="both", alpha=0.3)
             axis.legend()
     figure.suptitle(title)

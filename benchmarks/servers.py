@@ -1,88 +1,82 @@
-"""Starting, watching and stopping the servers under test, each as its own process on loopback."""
+"""The one launcher of server processes, for the benchmarks and the tests.
+
+`Server` starts `python -m app` (or another module that takes `--host` and `--port`, such as
+`benchmarks.references floor`) on a free loopback port, with `MODEL_DIR` and environment overrides.
+Its output goes to a log file, never to a pipe, so that a server cannot block on a full pipe that
+nobody reads.
+
+    with Server(model_dir, {"RELOAD_INTERVAL_S": "0"}) as server:  # back once /readyz answers 200
+        httpx.get(f"{server.url}/users/1/recommendations")
+    server = Server(model_dir, wait=False)  # a start that should fail
+    assert server.wait(120) == 2 and "python -m training" in server.log()
+
+`Server(model_dir, env=None, *, module="app", args=(), root=REPO, log_dir=None, wait=True,
+ready_timeout=120)`; `root` is the checkout whose `module` runs (another one for before/after
+comparisons), `log_dir` where the log goes (default: a new temporary folder; the log is kept).
+Then `url`, `port`, `pid`, `process` (the Popen: signals, `wait`), `ready_seconds` (process start
+to the first 200 from /readyz), `wait_ready(timeout)` (RuntimeError with the log's tail when the
+server exits or the deadline passes), `wait(timeout)` (exit code), `stop(kill=False)` (SIGTERM,
+15 s, then SIGKILL: this process only, by its id; also on leaving `with`), `log(last_lines=None)`,
+`memory_mb()` (peak and current RSS), `cpu_seconds()`, `get_json(path)`, `post_json(path, body)`.
+
+`copy_current_as(model_dir, version, into=None)` copies the bundle `current` points at under a new
+version name, as training would publish it (`current` left alone), for live swaps.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from app.bundle import METADATA_FILE
+from app.bundle_store import current_bundle_path
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-BATCH_LINE = re.compile(
-    r'^model_batch_size_(?P<part>sum|count)\{kind="(?P<kind>\w+)"\} (?P<value>\S+)$', re.M
-)
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """How to start one server: `name` is real, floor or naive; `env` adds to the environment."""
-
-    name: str
-    model_dir: Path
-    env: dict[str, str] = field(default_factory=dict)
-    gc_stats: bool = False  # real server only: run it through benchmarks.gcstats
-    root: Path = REPO  # real server only: a checkout whose `app` package is served (before/after)
-
-    def command(self, port: int, gc_file: Path | None = None) -> list[str]:
-        if self.name == "real":
-            runner = ["-m", "benchmarks.gcstats", str(gc_file)] if gc_file else ["-m", "app"]
-            return [sys.executable, *runner, "--host", HOST, "--port", str(port)]
-        return [
-            sys.executable,
-            "-m",
-            "benchmarks.references",
-            self.name,
-            "--model-dir",
-            str(self.model_dir),
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-        ]
-
-    def environment(self) -> dict[str, str]:
-        env = {**os.environ, "MODEL_DIR": str(self.model_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        if self.root != REPO:  # its `app` first, this repository's `benchmarks` after it
-            env["PYTHONPATH"] = os.pathsep.join([str(self.root), str(REPO)])
-        if self.name == "floor":
-            # One BLAS thread: a 10k x 50 matrix-vector product only loses from more.
-            env.update({name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
-        env.update(self.env)
-        return env
 
 
 class Server:
-    """A running server process; its output goes to a log file, never to a pipe that could fill."""
+    """One server process on loopback (see the module's docstring)."""
 
-    def __init__(self, spec: ServerSpec, log_dir: Path, ready_timeout: float = 120.0) -> None:
-        self.spec = spec
+    def __init__(
+        self,
+        model_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        module: str = "app",
+        args: Sequence[str] = (),
+        root: Path = REPO,
+        log_dir: Path | None = None,
+        wait: bool = True,
+        ready_timeout: float = 120.0,
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        self.log_path = log_dir / f"{spec.name}-{self.port}.log"
-        self.gc_file = log_dir / f"{spec.name}-{self.port}-gc.json" if spec.gc_stats else None
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        started = time.monotonic()
-        self.process = subprocess.Popen(
-            spec.command(self.port, self.gc_file),
-            cwd=spec.root,
-            env=spec.environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.url, self.ready_seconds = f"http://{HOST}:{self.port}", None
+        name = "-".join([module.rpartition(".")[2], *args, str(self.port)])
+        self.log_path = (log_dir or Path(tempfile.mkdtemp(prefix="server-"))) / f"{name}.log"
+        environment = {**os.environ, "MODEL_DIR": str(model_dir), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+        if root != REPO:  # its `module` first, this checkout's `benchmarks` after it
+            environment["PYTHONPATH"] = os.pathsep.join([str(root), str(REPO)])
+        command = [sys.executable, "-m", module, *args, "--host", HOST, "--port", str(self.port)]
+        with open(self.log_path, "wb") as log:  # the child has its own copy of the descriptor
+            self.started = time.monotonic()
+            streams = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": log}
+            self.process = subprocess.Popen(command, cwd=root, env=environment, **streams)
         try:
-            self.ready_seconds = self._wait_ready(started, ready_timeout)
+            if wait:
+                self.wait_ready(ready_timeout)
         except BaseException:
             self.stop()
             raise
@@ -91,88 +85,30 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
-    def _wait_ready(self, started: float, timeout: float) -> float:
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def wait_ready(self, timeout: float) -> float:
         """Seconds from process start to the first 200 from /readyz."""
-        deadline = started + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < self.started + timeout:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.spec.name} server exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log(20)}")
             try:
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
                     if response.status == 200:
-                        return time.monotonic() - started
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"{self.spec.name} server not ready within {timeout:.0f} s:\n{self.log_tail()}")
+                        self.ready_seconds = time.monotonic() - self.started
+                        return self.ready_seconds
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"server not ready within {timeout:.0f} s:\n{self.log(20)}")
 
-    def get_json(self, path: str, timeout: float = 30.0) -> Any:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout) as response:
-            return json.load(response)
-
-    def batch_counters(self) -> dict[str, tuple[float, float]]:
-        """The real server's model_batch_size histogram: {kind: (sum, count)} (empty elsewhere)."""
-        try:
-            with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
-                text = response.read().decode()
-        except (urllib.error.URLError, OSError):
-            return {}
-        found: dict[str, list[float]] = {}
-        for match in BATCH_LINE.finditer(text):
-            found.setdefault(match["kind"], [0.0, 0.0])[match["part"] == "count"] = float(match["value"])
-        return {kind: (values[0], values[1]) for kind, values in found.items()}
-
-    def post_json(self, path: str, body: Any, timeout: float = 30.0) -> Any:
-        request = urllib.request.Request(
-            f"{self.url}{path}",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.load(response)
-
-    def settle(self, probe_path: str, timeout: float) -> bool:
-        """True once a real request queued behind any backlog answers within `timeout` seconds."""
-        try:
-            self.get_json(probe_path, timeout=timeout)
-            return True
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def memory_mb(self) -> dict[str, float]:
-        """Peak (VmHWM) and current (VmRSS) resident memory of the server process, in MB."""
-        found = {}
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                key, _, value = line.partition(":")
-                if key in ("VmHWM", "VmRSS"):
-                    found[key] = round(int(value.split()[0]) / 1024, 1)
-        return {"peak_rss_mb": found.get("VmHWM", 0.0), "rss_mb": found.get("VmRSS", 0.0)}
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time of the whole process (all its threads) so far."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def gc_pauses(self) -> list[tuple[float, int, float]]:
-        """(wall start, generation, seconds) of each collection, once the process has exited."""
-        if self.gc_file is None or not self.gc_file.exists():
-            return []
-        return [tuple(row) for row in json.loads(self.gc_file.read_text())["pauses"]]
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
 
     def stop(self, kill: bool = False) -> None:
-        """SIGTERM, a bounded wait, then SIGKILL (at once with `kill`); only this process, by its id."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
@@ -180,7 +116,44 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
-        self._log.close()
+
+    def log(self, last_lines: int | None = None) -> str:
+        """What the server printed so far (only its last lines, with `last_lines`)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-last_lines:]) if last_lines else text
+
+    def memory_mb(self) -> tuple[float, float]:
+        """Peak (VmHWM) and current (VmRSS) resident memory of the process, in MB."""
+        with open(f"/proc/{self.pid}/status") as status:
+            found = dict(line.split(":", 1) for line in status if line.startswith(("VmHWM", "VmRSS")))
+        peak, rss = (round(int(found.get(key, "0 kB").split()[0]) / 1024, 1) for key in ("VmHWM", "VmRSS"))
+        return peak, rss
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of the whole process (all its threads) so far."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def get_json(self, path: str, timeout: float = 30.0) -> Any:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout) as response:
+            return json.load(response)
+
+    def post_json(self, path: str, body: Any, timeout: float = 30.0) -> Any:
+        headers = {"Content-Type": "application/json"}
+        request = urllib.request.Request(f"{self.url}{path}", json.dumps(body).encode(), headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.load(response)
+
+
+def copy_current_as(model_dir: Path, version: str, into: Path | None = None) -> Path:
+    """Copies the bundle `model_dir/current` points at to `into/version` (default: beside it), with
+    `version` in its metadata; `current` stays (`app.bundle_store.point_current` switches it)."""
+    folder = (into or model_dir) / version
+    shutil.copytree(current_bundle_path(model_dir), folder)
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    (folder / METADATA_FILE).write_text(json.dumps({**metadata, "version": version}))
+    return folder
 
 
 def machine_cpu_seconds() -> float:

@@ -1,136 +1,97 @@
-"""Soak mode: the real server under steady concurrent load for minutes, with live model swaps.
-
-Runs wrk in back-to-back segments (recommendations and /predict in turn) against one server
-process for a bounded total time, and between segments publishes a new bundle version (a copy of
-the current one under a new name) so the server swaps models while busy. Reports per segment
-throughput, p99, errors and resident memory, then the drift: p99 and RSS of the last segments
-against the first ones. The bundle folder is copied into a temporary folder; the one given is
-never written.
+"""Soak: the real server under steady load for minutes, with live model swaps.
 
     python -m benchmarks.soak --model-dir models --minutes 3
+
+wrk runs in back-to-back segments (recommendations and /predict in turn) against one server for a
+bounded total time; every --swap-every segments a new bundle version (a copy of the current one
+under a new name) is published, so that the server swaps models while busy. Prints each segment's
+throughput, p99, errors and RSS, then the drift: each endpoint's p99 and throughput in its first
+two segments against its last two, and RSS from the first segment to the last. The bundle is
+copied into a temporary model folder: the one given is never written. Exits 1 on any error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import mean
 
-from app.bundle import METADATA_FILE
-from app.bundle_store import CURRENT, point_current
-from benchmarks.servers import Server, ServerSpec
-from benchmarks.wrk import error_count, run_wrk, write_load_files
-
-RESULTS = Path(__file__).with_name("results")
-
-
-def new_version_of(model_dir: Path, number: int) -> str:
-    """Copies the current bundle under a new version name (as training would publish)."""
-    source = (model_dir / CURRENT).resolve()
-    name = f"{source.name.split('-soak')[0]}-soak{number}"
-    shutil.copytree(source, model_dir / name)
-    metadata = json.loads((model_dir / name / METADATA_FILE).read_text())
-    metadata["version"] = name
-    (model_dir / name / METADATA_FILE).write_text(json.dumps(metadata))
-    return name
+from app.bundle import BundleError
+from app.bundle_store import current_bundle_path, point_current
+from benchmarks.servers import REPO, Server, copy_current_as
+from benchmarks.wrk import ENDPOINTS, WrkRun, run_wrk, write_load_files
 
 
-def soak(model_dir: Path, minutes: float, segment: float, connections: int, swap_every: int) -> dict:
+@dataclass(frozen=True)
+class Segment:
+    run: WrkRun
+    rss_mb: float
+    model_version: str  # the one /model named right after the segment
+
+
+def soak(model_dir: Path, minutes: float, seconds: float, connections: int, swap_every: int) -> list[Segment]:
+    segments: list[Segment] = []
+    deadline = time.monotonic() + minutes * 60
     with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
-        work = Path(scratch)
+        work, first = Path(scratch), current_bundle_path(model_dir).name
         models = work / "models"
-        source = (model_dir / CURRENT).resolve()
-        shutil.copytree(source, models / source.name)
-        point_current(models, source.name)
-        files = write_load_files(models / CURRENT / "encoders.json", work)
-        server = Server(ServerSpec("real", models, env={"RELOAD_INTERVAL_S": "1"}), work)
-        url = f"http://127.0.0.1:{server.port}"
-        segments, swaps, deadline = [], 0, time.monotonic() + minutes * 60
-        try:
-            while time.monotonic() + segment <= deadline:
-                endpoint = ("recommendations", "predict")[len(segments) % 2]
+        copy_current_as(model_dir, first, into=models)
+        point_current(models, first)
+        files = write_load_files(current_bundle_path(models), work)
+        with Server(models, {"RELOAD_INTERVAL_S": "1"}, log_dir=work) as server:
+            while time.monotonic() + seconds <= deadline:
+                endpoint = ENDPOINTS[len(segments) % 2]
                 if swap_every and segments and len(segments) % swap_every == 0:
-                    swaps += 1
-                    point_current(models, new_version_of(models, swaps))
-                run = run_wrk(
-                    url, endpoint, files.for_endpoint(endpoint), connections=connections, duration=segment
-                )
-                run["rss_mb"] = server.memory_mb()["rss_mb"]
-                run["model_version"] = server.get_json("/model")["version"]
-                segments.append(run)
+                    point_current(models, copy_current_as(models, f"{first}-soak{len(segments)}").name)
+                run = run_wrk(server.url, endpoint, files[endpoint], connections, seconds)
+                rss, version = server.memory_mb()[1], server.get_json("/model")["version"]
+                segments.append(Segment(run, rss, version))
+                figures = f"{run.requests_per_s:8.1f} req/s  p99 {run.p99_text:>7} ms  errors {run.errors}"
                 print(
-                    f"{len(segments):3d} {endpoint:16s} {run['requests_per_s']:8.1f} req/s  "
-                    f"p99 {run['latency_ms']['p99']:7.1f} ms  errors {error_count(run)}  "
-                    f"rss {run['rss_mb']:7.1f} MB  {run['model_version']}",
-                    flush=True,
+                    f"{len(segments):3d} {endpoint:16s} {figures}  rss {rss:7.1f} MB  {version}", flush=True
                 )
-        finally:
-            server.stop()
-    return summarise(segments, swaps, minutes, connections)
-
-
-def summarise(segments: list[dict], swaps: int, minutes: float, connections: int) -> dict:
-    """Errors in all, and drift: last two segments of each endpoint against the first two."""
-    drift = {}
-    for endpoint in ("recommendations", "predict"):
-        runs = [s for s in segments if s["endpoint"] == endpoint]
-        if len(runs) >= 4:
-            first, last = runs[:2], runs[-2:]
-            drift[endpoint] = {
-                "p99_first_ms": statistics.mean(r["latency_ms"]["p99"] for r in first),
-                "p99_last_ms": statistics.mean(r["latency_ms"]["p99"] for r in last),
-                "rps_first": statistics.mean(r["requests_per_s"] for r in first),
-                "rps_last": statistics.mean(r["requests_per_s"] for r in last),
-            }
-    return {
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "minutes": minutes,
-        "connections": connections,
-        "segments": segments,
-        "requests": sum(s["requests"] for s in segments),
-        "errors": sum(error_count(s) for s in segments),
-        "model_swaps": swaps,
-        "versions_seen": sorted({s["model_version"] for s in segments}),
-        "rss_first_mb": segments[0]["rss_mb"] if segments else None,
-        "rss_last_mb": segments[-1]["rss_mb"] if segments else None,
-        "drift": drift,
-    }
+    return segments
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser("python -m benchmarks.soak", description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
     parser.add_argument("--minutes", type=float, default=3.0, help="total time, bounded (default 3)")
     parser.add_argument("--segment", type=float, default=15.0, help="seconds per wrk run (default 15)")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument(
-        "--swap-every", type=int, default=3, help="publish a new version every N segments; 0: never"
-    )
+    parser.add_argument("--swap-every", type=int, default=3, help="a new version every N segments; 0: never")
     args = parser.parse_args(argv)
-    if not (args.model_dir / CURRENT).exists():
-        print(f"no bundle at {args.model_dir / CURRENT}: run python -m training first", file=sys.stderr)
-        return 2
-    report = soak(args.model_dir, args.minutes, args.segment, args.connections, args.swap_every)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"soak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=1))
-    print(
-        f"\n{report['requests']} requests, {report['errors']} errors, {report['model_swaps']} model swaps, "
-        f"RSS {report['rss_first_mb']:.0f} -> {report['rss_last_mb']:.0f} MB"
-    )
-    for endpoint, d in report["drift"].items():
-        print(
-            f"{endpoint:16s} p99 {d['p99_first_ms']:.1f} -> {d['p99_last_ms']:.1f} ms, "
-            f"{d['rps_first']:.0f} -> {d['rps_last']:.0f} req/s (first two segments -> last two)"
-        )
-    print(f"saved {path}")
-    return 1 if report["errors"] else 0
+    try:
+        current_bundle_path(args.model_dir)
+    except BundleError as error:
+        raise SystemExit(str(error)) from None
+    segments = soak(args.model_dir, args.minutes, args.segment, args.connections, args.swap_every)
+    if not segments:
+        raise SystemExit("no segment fits in --minutes: give more minutes or a shorter --segment")
+    errors, versions = sum(s.run.errors for s in segments), sorted({s.model_version for s in segments})
+    rss = f"RSS {segments[0].rss_mb:.0f} -> {segments[-1].rss_mb:.0f} MB"
+    print(f"\n{sum(s.run.requests for s in segments)} requests, {errors} errors, {len(versions)} versions")
+    print(f"answered ({len(versions) - 1} live swaps), {rss}")
+    drift = {}
+    for endpoint in ENDPOINTS:  # first two segments against the last two, given four or more
+        if len(runs := [s.run for s in segments if s.run.endpoint == endpoint]) >= 4:
+            first, last = runs[:2], runs[-2:]
+            p99 = [mean(r.p99_ms for r in first), mean(r.p99_ms for r in last)]
+            rps = [mean(r.requests_per_s for r in first), mean(r.requests_per_s for r in last)]
+            drift[endpoint] = {"p99_ms": p99, "requests_per_s": rps}
+            print(f"{endpoint:16s} p99 {p99[0]:.1f} -> {p99[1]:.1f} ms, {rps[0]:.0f} -> {rps[1]:.0f} req/s")
+    path = Path(__file__).with_name("results") / f"soak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(exist_ok=True)
+    document = {"settings": vars(args), "errors": errors, "versions": versions, "drift_first_last": drift}
+    path.write_text(json.dumps(document | {"segments": [asdict(s) for s in segments]}, indent=1, default=str))
+    print(f"saved: {path.relative_to(REPO)}")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.random import Generator
 
 ML25M_USERS = 162_541
 ML25M_MOVIES = 59_047
 ML25M_RATINGS = 25_000_095
-GENRES = [
+GENRES = (
     "Action",
     "Adventure",
     "Animation",
@@ -31,26 +32,23 @@ GENRES = [
     "Horror",
     "Romance",
     "Sci-Fi",
-]
+)
 
 
-def activity(rng: np.random.Generator, users: int, ratings: int, minimum: int = 20) -> np.ndarray:
+def activity(rng: Generator, users: int, ratings: int, minimum: int = 20) -> np.ndarray:
     """Ratings per user: log-normal, at least `minimum`, summing to about `ratings`."""
     raw = rng.lognormal(mean=0.0, sigma=1.2, size=users)
-    counts = minimum + np.floor(raw / raw.sum() * (ratings - minimum * users)).astype(np.int64)
-    return counts
+    return minimum + np.floor(raw / raw.sum() * (ratings - minimum * users)).astype(np.int64)
 
 
-def popularity(rng: np.random.Generator, movies: int, exponent: float = 1.1) -> np.ndarray:
+def popularity(rng: Generator, movies: int, exponent: float = 1.1) -> np.ndarray:
     """Sampling weights of movies: Zipf-like over a random order, so ids carry no rank."""
     weights = 1.0 / (np.arange(movies) + 10.0) ** exponent
     rng.shuffle(weights)
     return weights / weights.sum()
 
 
-def distinct_pairs(
-    rng: np.random.Generator, counts: np.ndarray, weights: np.ndarray, target: int
-) -> np.ndarray:
+def distinct_pairs(rng: Generator, counts: np.ndarray, weights: np.ndarray, target: int) -> np.ndarray:
     """(user row, movie row) pairs without repeats: oversample, de-duplicate, trim to `target`."""
     users = np.repeat(np.arange(len(counts), dtype=np.int64), np.ceil(counts * 1.3).astype(np.int64))
     movies = np.searchsorted(np.cumsum(weights), rng.random(len(users)), side="right")
@@ -62,7 +60,7 @@ def distinct_pairs(
     return np.stack([keys // len(weights), keys % len(weights)], axis=1)
 
 
-def stars(rng: np.random.Generator, pairs: np.ndarray, users: int, movies: int, dim: int = 8) -> np.ndarray:
+def stars(rng: Generator, pairs: np.ndarray, users: int, movies: int, dim: int = 8) -> np.ndarray:
     """Half-star ratings from biases plus a low-rank affinity plus noise, in chunks."""
     user_bias, movie_bias = rng.normal(0, 0.35, users), rng.normal(0, 0.45, movies)
     user_factors = rng.normal(0, 1 / np.sqrt(dim), (users, dim)).astype(np.float32)
@@ -82,9 +80,8 @@ def generate(out: Path, users: int, movies: int, ratings: int, seed: int = 0) ->
         return out
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    pairs = distinct_pairs(  # sorted by user, as MovieLens files are
-        rng, activity(rng, users, ratings), popularity(rng, movies), ratings
-    )
+    counts, weights = activity(rng, users, ratings), popularity(rng, movies)
+    pairs = distinct_pairs(rng, counts, weights, ratings)  # sorted by user, as MovieLens files are
     movie_ids = np.sort(rng.choice(np.arange(1, int(movies * 3.6)), size=movies, replace=False))
     frame = pd.DataFrame(
         {

@@ -1,87 +1,93 @@
 """Training speed: the default `python -m training` beside `--preset seed`, on the same data.
 
-Each run is the real command in its own process, writing to a temporary model folder (the served
-bundle is never touched). Reported: ratings per second during fit and fit seconds (from the
-bundle's metadata.json `timing`), the run's own total, the wall time of the whole command
-(interpreter start, imports and bundle writing included), and the validation RMSE it reached.
+    python -m benchmarks.training_speed --data-dir DIR_OR_ZIP
+
+Each run is the real command in its own process, one after the other, each into a temporary model
+folder (the served bundle is never touched). Reported per run: ratings per second during fit and
+fit seconds (metadata.json `timing`), the run's own total, the wall time of the whole command
+(interpreter start, imports and bundle writing included), the validation RMSE, the run's CPU and
+the CPU other processes used meanwhile (training wants both cores: that slows it). JSON goes to
+benchmarks/results/training-<time>.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, astuple, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from app.bundle import METADATA_FILE
+from app.bundle_store import current_bundle_path
 from benchmarks.servers import REPO, machine_cpu_seconds
 
 CONFIGURATIONS = {"default": [], "seed": ["--preset", "seed"]}
-LAST_RUN: dict[str, float] = {}  # CPU figures of the latest `train`
+COLUMNS = ("configuration", "wall s", "cpu%", "other%", "ratings/s", "fit s", "run s", "val RMSE")
 
 
-def train(data_dir: Path | None, model_dir: Path, extra: list[str], timeout: float = 3600) -> float:
-    """Runs `python -m training` into `model_dir`; returns its wall time in seconds."""
+@dataclass(frozen=True)
+class TrainingRun:
+    configuration: str
+    wall_seconds: float
+    cpu_percent: float  # of one core
+    other_cpu_percent: float
+    ratings_per_second: float | None = None
+    fit_seconds: float | None = None
+    run_seconds: float | None = None
+    validation_rmse: float | None = None
+
+
+def train(data_dir: Path | None, model_dir: Path, extra: list[str], name: str = "default") -> TrainingRun:
+    """Runs `python -m training ... --model-dir model_dir`; its wall time and CPU shares."""
     command = [sys.executable, "-m", "training", "--model-dir", str(model_dir), "--verbose", "0", *extra]
-    if data_dir is not None:
-        command += ["--data-dir", str(data_dir)]
-    started, machine_before = time.monotonic(), machine_cpu_seconds()
-    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    wall = time.monotonic() - started
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    own = usage.ru_utime + usage.ru_stime - usage_before.ru_utime - usage_before.ru_stime
-    LAST_RUN.update(
-        cpu_percent=round(100 * own / wall, 1),
-        other_processes_cpu_percent=round(
-            max(0.0, 100 * (machine_cpu_seconds() - machine_before - own) / wall), 1
-        ),
-    )
+    command += ["--data-dir", str(data_dir)] if data_dir is not None else []
+    before, machine_before = resource.getrusage(resource.RUSAGE_CHILDREN), machine_cpu_seconds()
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    wall, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return wall
+    own = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    others = max(0.0, machine_cpu_seconds() - machine_before - own)
+    return TrainingRun(name, round(wall, 2), round(100 * own / wall, 1), round(100 * others / wall, 1))
 
 
-def measure(data_dir: Path | None, configurations: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for name in configurations:
-        with tempfile.TemporaryDirectory(prefix=f"bench-train-{name}-") as folder:
-            print(f"training ({name}) ...", file=sys.stderr, flush=True)
-            wall = train(data_dir, Path(folder), CONFIGURATIONS[name])
-            metadata = json.loads((Path(folder) / "current" / "metadata.json").read_text())
-        timing = metadata.get("timing", {})
-        rows.append(
-            {
-                "configuration": name,
-                "command": "python -m training " + " ".join(CONFIGURATIONS[name] or ["(defaults)"]),
-                "ratings_per_second": timing.get("ratings_per_second"),
-                "fit_seconds": timing.get("fit_seconds"),
-                "run_seconds": timing.get("total_seconds"),
-                "wall_seconds": round(wall, 2),
-                "validation_rmse": metadata.get("metrics", {}).get("model", {}).get("rmse"),
-                "training_cpu_percent": LAST_RUN.get("cpu_percent"),
-                # CPU other processes used meanwhile: training wants both cores, so this slows it.
-                "other_processes_cpu_percent": LAST_RUN.get("other_processes_cpu_percent"),
-                "hyperparameters": metadata.get("hyperparameters"),
-                "data": metadata.get("data"),
-            }
-        )
-    return rows
+def measure(data_dir: Path | None, name: str) -> TrainingRun:
+    with tempfile.TemporaryDirectory(prefix=f"bench-train-{name}-") as folder:
+        print(f"training ({name}) ...", file=sys.stderr, flush=True)
+        run = train(data_dir, Path(folder), CONFIGURATIONS[name], name)
+        metadata = json.loads((current_bundle_path(Path(folder)) / METADATA_FILE).read_text())
+    timing, rmse = metadata["timing"], round(metadata["metrics"]["model"]["rmse"], 4)
+    figures = {"ratings_per_second": timing["ratings_per_second"], "fit_seconds": timing["fit_seconds"]}
+    return replace(run, **figures, run_seconds=timing["total_seconds"], validation_rmse=rmse)
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    header = f"{'configuration':<15}{'ratings/s':>11}{'fit s':>8}{'run s':>8}{'wall s':>8}{'val RMSE':>10}"
-    header += f"{'cpu%':>7}{'other%':>8}"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        rmse = row["validation_rmse"]
-        lines.append(
-            f"{row['configuration']:<15}{row['ratings_per_second'] or 0:>11,}{row['fit_seconds'] or 0:>8.1f}"
-            f"{row['run_seconds'] or 0:>8.1f}{row['wall_seconds']:>8.1f}"
-            f"{'-' if rmse is None else f'{rmse:.4f}':>10}"
-            f"{row['training_cpu_percent'] or 0:>7.0f}{row['other_processes_cpu_percent'] or 0:>8.0f}"
-        )
-    return "\n".join(lines)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        "python -m benchmarks.training_speed", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("MOVIELENS_DIR"), help="or a .zip")
+    parser.add_argument("--configurations", type=lambda t: t.split(","), default=list(CONFIGURATIONS))
+    args = parser.parse_args(argv)
+    if not set(args.configurations) <= set(CONFIGURATIONS):
+        parser.error(f"configurations are among {', '.join(CONFIGURATIONS)}")
+    runs = [measure(args.data_dir, name) for name in args.configurations]
+    print("".join(f"{title:>14}" for title in COLUMNS))
+    for run in runs:
+        print("".join(f"{v:>14}" if isinstance(v, str) else f"{v:>14,}" for v in astuple(run)))
+    path = Path(__file__).with_name("results") / f"training-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"command": " ".join(sys.argv), "runs": [asdict(r) for r in runs]}, indent=1))
+    print(f"saved: {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Driving a server with wrk (load.lua) and reading its results back as numbers."""
+"""Driving a server with wrk and load.lua; each run's figures come back as one `WrkRun`."""
 
 from __future__ import annotations
 
@@ -10,111 +10,84 @@ from pathlib import Path
 
 import numpy as np
 
-LUA_SCRIPT = Path(__file__).with_name("load.lua")
-MARKER = "WRK_JSON "
-INSTALL_HINT = (
-    "wrk is not installed. Install it with `apt-get install -y wrk` (Debian/Ubuntu, as root) or "
-    "`brew install wrk` (macOS), then run this again."
-)
+from app.bundle import ENCODERS_FILE
+
 ENDPOINTS = ("recommendations", "predict")
-
-
-def wrk_path() -> str | None:
-    return shutil.which("wrk")
-
-
-def wrk_version() -> str:
-    found = wrk_path()
-    if found is None:
-        return "missing"
-    done = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=10)
-    return (done.stdout or done.stderr).splitlines()[0].strip() if (done.stdout or done.stderr) else "?"
+ERROR_FIELDS = ("non_2xx", "connect_errors", "read_errors", "write_errors", "timeouts")
+INSTALL_HINT = "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu, as root) or `brew install wrk`"
 
 
 @dataclass(frozen=True)
-class LoadFiles:
-    """The files load.lua reads: known user ids, and /predict bodies of known pairs."""
+class WrkRun:
+    """One bounded wrk run against one endpoint at one concurrency.
 
-    users: Path
-    bodies: Path
+    Latencies are wrk's, corrected for coordinated omission; a request slower than `timeout_s` is a
+    timeout, left out of them, so they say little once over 1% of requests time out (`overloaded`).
+    """
 
-    def for_endpoint(self, endpoint: str) -> Path:
-        return self.users if endpoint == "recommendations" else self.bodies
+    endpoint: str
+    connections: int
+    seconds: float
+    requests: int
+    requests_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    non_2xx: int
+    connect_errors: int
+    read_errors: int
+    write_errors: int
+    timeouts: int
+    timeout_s: float
+
+    @property
+    def errors(self) -> int:
+        return sum(getattr(self, name) for name in ERROR_FIELDS)
+
+    @property
+    def overloaded(self) -> bool:
+        return self.requests == 0 or self.timeouts > 0.01 * self.requests
+
+    @property
+    def p99_text(self) -> str:
+        return f">{self.timeout_s * 1000:.0f}" if self.overloaded else f"{self.p99_ms:.1f}"
 
 
-def write_load_files(
-    encoders_path: Path, folder: Path, pairs_per_body: int = 100, bodies: int = 1000, seed: int = 42
-) -> LoadFiles:
-    """Known ids from the bundle's encoders.json; bodies of random known (user, movie) pairs."""
-    encoders = json.loads(encoders_path.read_text())
-    users, movies = encoders["users"], encoders["movies"]
-    rng = np.random.default_rng(seed)
-    users_file = folder / "users.txt"
-    users_file.write_text("\n".join(str(u) for u in users) + "\n")
-    bodies_file = folder / "predict_bodies.txt"
-    with open(bodies_file, "w") as out:
+def write_load_files(bundle: Path, folder: Path, pairs: int = 100, bodies: int = 1000) -> dict[str, Path]:
+    """load.lua's input per endpoint: the bundle's known user ids, one a line; /predict bodies of
+    `pairs` random known (user, movie) pairs, one a line."""
+    encoders = json.loads((bundle / ENCODERS_FILE).read_text())
+    users, movies, rng = encoders["users"], encoders["movies"], np.random.default_rng(42)
+    (folder / "users.txt").write_text("".join(f"{user}\n" for user in users))
+    with open(folder / "bodies.txt", "w") as out:
         for _ in range(bodies):
-            us = rng.choice(users, pairs_per_body)
-            ms = rng.choice(movies, pairs_per_body)
-            pairs = [{"user_id": int(u), "movie_id": int(m)} for u, m in zip(us, ms, strict=True)]
-            out.write(json.dumps({"pairs": pairs}, separators=(",", ":")) + "\n")
-    return LoadFiles(users_file, bodies_file)
+            chosen = zip(rng.choice(users, pairs), rng.choice(movies, pairs), strict=True)
+            body = {"pairs": [{"user_id": int(u), "movie_id": int(m)} for u, m in chosen]}
+            out.write(json.dumps(body, separators=(",", ":")) + "\n")
+    return {"recommendations": folder / "users.txt", "predict": folder / "bodies.txt"}
 
 
-def run_wrk(
-    url: str,
-    endpoint: str,
-    data_file: Path,
-    *,
-    connections: int,
-    duration: float,
-    threads: int = 2,
-    timeout: float = 5.0,
-    k: int = 10,
-) -> dict:
-    """One bounded wrk run; returns throughput, latency percentiles (ms) and error counts."""
-    found = wrk_path()
-    if found is None:
+def run_wrk(url: str, endpoint: str, data: Path, connections: int, duration: float, timeout=5.0) -> WrkRun:
+    """`wrk -t2 -cN -dDs --latency --timeout 5s -s load.lua URL -- ENDPOINT DATA`, bounded in time."""
+    if shutil.which("wrk") is None:
         raise RuntimeError(INSTALL_HINT)
-    seconds = max(1, round(duration))
-    command = [
-        found,
-        f"-t{max(1, min(threads, connections))}",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--latency",
-        "--timeout",
-        f"{timeout:g}s",
-        "-s",
-        str(LUA_SCRIPT),
-        url,
-        "--",
-        endpoint,
-        str(data_file),
-        str(k),
-    ]
+    seconds, script = max(1, round(duration)), Path(__file__).with_name("load.lua")
+    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command += ["--timeout", f"{timeout:g}s", "-s", str(script), url, "--", endpoint, str(data)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + timeout + 60)
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-    raw = json.loads(line[len(MARKER) :])
-    elapsed = raw["duration_us"] / 1e6
-    errors = raw["errors"]
-    latency = {name: value / 1000 for name, value in raw["latency_us"].items()}
-    return {
-        "endpoint": endpoint,
-        "connections": connections,
-        "duration_s": round(elapsed, 3),
-        "requests": raw["requests"],
-        "requests_per_s": round(raw["requests"] / elapsed, 1) if elapsed else 0.0,
-        "latency_ms": {name: round(value, 2) for name, value in latency.items()},
-        "non_2xx": raw["non_2xx"],
-        "socket_errors": {name: errors[name] for name in ("connect", "read", "write", "timeout")},
-        # wrk leaves requests slower than --timeout out of its latency histogram and counts them as
-        # timeouts, so percentiles are only meaningful when timeouts are rare.
-        "timeout_s": timeout,
-    }
-
-
-def error_count(run: dict) -> int:
-    return run["non_2xx"] + sum(run["socket_errors"].values())
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    elapsed, errors, ms = raw["duration_us"] / 1e6, raw["errors"], raw["latency_us"]
+    return WrkRun(
+        endpoint,
+        connections,
+        round(elapsed, 3),
+        raw["requests"],
+        round(raw["requests"] / elapsed, 1) if elapsed else 0.0,
+        *(round(ms[p] / 1000, 2) for p in ("p50", "p95", "p99")),
+        raw["non_2xx"],
+        *(errors[kind] for kind in ("connect", "read", "write", "timeout")),
+        timeout,
+    )
