@@ -28,9 +28,11 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query
 
-from app.bundle import load_bundle, member_layer_name
+from app.bundle import MEMBER_ROLES, load_bundle
 from app.bundle_store import current_bundle_path
+from app.ranking import top_k_unseen
 from app.schemas import PredictBody, Predictions, Recommendations, Status
+from app.scoring import member_tables
 
 UNKNOWN = "unknown user_id or movie_id"
 K = Annotated[int, Query(ge=1, le=100, description="How many movies to return")]
@@ -47,18 +49,10 @@ class Reference:
         if kind == "naive":
             self.recommend(self.encoders.users[0], 10)  # traces predict once, as the real server warms up
             return
-        layers = {layer.name: layer for layer in self.bundle.model.layers}
-        members = range(sum(member_layer_name(i, "user_embedding") in layers for i in range(len(layers))))
-        if not members:
-            raise SystemExit(f"floor: no layer {member_layer_name(0, 'user_embedding')} in model.keras")
-
-        def table(role: str) -> np.ndarray:  # (members, rows, dim); the biases' dim is 1
-            return np.stack([layers[member_layer_name(i, role)].get_weights()[0] for i in members]).astype(
-                np.float32
-            )
-
-        self.user_vectors, self.movie_vectors = table("user_embedding"), table("movie_embedding")
-        self.user_bias, self.movie_bias = table("user_bias")[..., 0], table("movie_bias")[..., 0]
+        members = member_tables(self.bundle.model)  # each member's trained tables, float32
+        user, movie, user_bias, movie_bias = ([np.asarray(m[role]) for m in members] for role in MEMBER_ROLES)
+        self.user_vectors, self.movie_vectors = np.stack(user), np.stack(movie)  # (members, rows, dim)
+        self.user_bias, self.movie_bias = np.stack(user_bias)[..., 0], np.stack(movie_bias)[..., 0]
         self.bundle = replace(self.bundle, model=None)  # nothing below calls Keras
         gc.collect()  # TensorFlow leaves ~400,000 long-lived objects each full collection would walk
         gc.freeze()
@@ -78,10 +72,8 @@ class Reference:
         # Mean over members of sigmoid(M @ u + b_u + b_m): one matrix-vector product per member.
         logits = np.matmul(self.movie_vectors, self.user_vectors[:, user, :, None])[..., 0]
         scores = (1.0 / (1.0 + np.exp(-(logits + self.user_bias[:, user, None] + self.movie_bias)))).mean(0)
-        scores[rated] = -np.inf
-        top = np.argpartition(-scores, min(k, self.n_movies) - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        top = top[np.isfinite(scores[top])]
+        top = top_k_unseen(scores[None], [rated], k)[0]
+        top = top[top >= 0]
         return self.listing(user_id, top.tolist(), scores[top])
 
     def listing(self, user_id: int, rows: list[int], scores: np.ndarray) -> dict[str, Any]:
