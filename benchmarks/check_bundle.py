@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+MODEL, ENCODERS, METADATA = "model.keras", "encoders.json", "metadata.json"  # as app.bundle names them
 K = 10
 RELEVANT_STARS = 4.0
 TOLERANCES = {"rmse": 1e-4, f"ndcg@{K}": 0.005, f"precision@{K}": 0.005, f"recall@{K}": 0.005}
@@ -86,8 +87,8 @@ def movies_of(rows: np.ndarray, users: np.ndarray, movies: np.ndarray, wanted: n
 def recheck(bundle: Path, ratings: pd.DataFrame, rank_by: str | None, batch_size: int) -> dict[str, float]:
     import keras
 
-    metadata = json.loads((bundle / "metadata.json").read_text())
-    encoders = json.loads((bundle / "encoders.json").read_text())
+    metadata = json.loads((bundle / METADATA).read_text())
+    encoders = json.loads((bundle / ENCODERS).read_text())
     users = encode(ratings["userId"], encoders["users"], "users")
     movies = encode(ratings["movieId"], encoders["movies"], "movies")
     stars = ratings["rating"].to_numpy(np.float64)
@@ -95,7 +96,7 @@ def recheck(bundle: Path, ratings: pd.DataFrame, rank_by: str | None, batch_size
     order = np.random.RandomState(seed).permutation(len(ratings))
     train, validation = np.split(order, [int((1 - fraction) * len(ratings))])
 
-    model = keras.saving.load_model(bundle / "model.keras", safe_mode=True)
+    model = keras.saving.load_model(bundle / MODEL, safe_mode=True)
     named = len(model.outputs) > 1
     if not named and rank_by == "ranking":
         raise ValueError("model.keras has a single output, no 'ranking' one")
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        recorded = json.loads((args.bundle / "metadata.json").read_text())["metrics"]["model"]
+        recorded = json.loads((args.bundle / METADATA).read_text())["metrics"]["model"]
         figures = recheck(args.bundle.resolve(), read_ratings(args.data_dir), args.rank_by, args.batch_size)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         print(f"check failed: {error!r}", file=sys.stderr)
