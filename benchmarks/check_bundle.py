@@ -2,17 +2,14 @@
 
     python -m benchmarks.check_bundle --bundle models/current --data-dir DIR_OR_ZIP [--rank-by ranking]
 
-No `app` or `training` code: keras, numpy and pandas on the raw ratings and the bundle's files as
-app/bundle.py describes them (their names spelled out here, so as not to import what is checked):
-encoders.json (`users`, `movies`: ids in row order, first appearance in ratings.csv first;
-`rating_min`, `rating_max`), model.keras (int32 `(N, 2)` [user row, movie row] to a sigmoid score,
-or to two named outputs `rating` and `ranking`), metadata.json (split seed and fraction, figures).
-The seed's split is redone (`np.random.RandomState(seed).permutation(n)`, first part train); RMSE
-is in stars, of the `rating` output (or the only one); ranking, for each validation user with a
-held-out rating >= 4 (a seeded sample of `ranking_users` of them when training sampled so), takes
-the top 10 by the `ranking` output (or the only one) among the movies the user did not rate in
-train. Exit 0 when all match metadata.json `metrics.model` (RMSE within 1e-4, ranking within
-0.005), 1 on a mismatch, 2 for unusable arguments or files.
+No `app` or `training` code (so as not to import what is checked): keras, numpy and pandas on the
+raw ratings and the bundle's files as app/bundle.py describes them. It redoes the seed's split
+(`np.random.RandomState(seed).permutation(n)`, first part train, seed and fraction from
+metadata.json); RMSE in stars of the `rating` output (or the only one); for each validation user
+with a held-out rating >= 4 (a seeded sample of `ranking_users` of them when training sampled so),
+the top 10 by the `ranking` output (or the only one) among the movies not rated in train. Exit 0
+when every figure matches metadata.json `metrics.model` (RMSE within 1e-4, ranking within 0.005),
+1 on a mismatch, 2 for unusable arguments or files.
 """
 
 from __future__ import annotations

@@ -2,10 +2,7 @@
 
     python -m benchmarks.load --data-dir DIR --model-dir DIR [--duration 10] [--repeat 3]
 
-One server at a time on loopback: ready time, answers cross-checked with the real server's, wrk on
-each endpoint at each concurrency; then ratios, RSS and the team's targets, JSON and a PNG in
-benchmarks/results/ (benchmarks/README.md explains each figure). `benchmarks.sweep` reuses
-`session`, `Bench` and `median`.
+What it measures and reports: benchmarks/README.md. `benchmarks.sweep` reuses its pieces.
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -35,7 +31,7 @@ import numpy as np
 from app.bundle import ENCODERS_FILE, METADATA_FILE
 from app.bundle_store import CURRENT, current_bundle_path
 from benchmarks import report, training_speed
-from benchmarks.servers import REPO, Server, machine_cpu_seconds
+from benchmarks.servers import REPO, Server, children_cpu_seconds, machine_cpu_seconds
 from benchmarks.wrk import ENDPOINTS, ERROR_FIELDS, INSTALL_HINT, WrkRun, run_wrk, write_load_files
 
 SERVERS = ("real", "floor", "naive")
@@ -46,7 +42,6 @@ SETTLE_S = 15.0  # a server whose backlog does not drain within this after a run
 WARMUP_S = 2.0
 NAIVE_MAX_S = 10.0  # the naive server's runs last min(--duration, this)
 ONE_BLAS_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-Plan = list[tuple[str, int]]  # (endpoint, connections) of each run, in order
 
 
 def log(message: str) -> None:
@@ -66,14 +61,6 @@ class Measurement:
     p99_rounds: tuple[float, ...] = ()
 
 
-@dataclass(frozen=True)
-class Answers:
-    """A server's top 10 as (movie id, stars) for the check users, and its stars for one /predict body."""
-
-    top10: dict[int, list[tuple[int, float]]]
-    predict: list[float | None]
-
-
 @dataclass
 class ServerResult:
     """One server's figures under a plan (several rounds merged by `median`)."""
@@ -87,7 +74,8 @@ class ServerResult:
     notes: list[str] = field(default_factory=list)
     restarts: int = 0
     cpu_speed: list[float] = field(default_factory=list)  # `cpu_speed()` before and after each round
-    answers: Answers | None = None
+    top10: dict[int, list[tuple[int, float]]] | None = None  # check user: (movie id, stars) ...
+    predict: list[float | None] | None = None  # stars for the check body's pairs
     rounds: int = 1
 
     def find(self, endpoint: str, connections: int) -> Measurement | None:
@@ -120,13 +108,15 @@ class Bench:
         log(f"[{name}] ready in {server.ready_seconds:.2f} s (pid {server.pid}, port {server.port})")
         return server
 
-    def measure(self, name: str, plan: Plan, env: dict, answers=False, profile=False) -> ServerResult:
-        """Starts the server, runs `plan` (a warm-up first per endpoint), optionally profiles, stops it."""
+    def measure(self, name: str, plan: list, env: dict, answers=False, profile=False) -> ServerResult:
+        """Starts the server, runs `plan` [(endpoint, connections)], a warm-up first per endpoint,
+        optionally profiles, stops it."""
         duration = min(self.args.duration, NAIVE_MAX_S) if name == "naive" else self.args.duration
         speed, server = cpu_speed(), self.start(name, env)
         result = ServerResult(name, env, round(server.ready_seconds or 0.0, 3), cpu_speed=[speed])
         try:
-            result.answers = self.answers(server) if answers else None
+            if answers:
+                self.answers(server, result)
             for i, (endpoint, connections) in enumerate(plan):
                 if name != "naive" and endpoint not in [e for e, _ in plan[:i]]:
                     self.run(server, endpoint, min(connections, 8), WARMUP_S)
@@ -167,18 +157,15 @@ class Bench:
         """One wrk run, with the CPU the server and other processes used and the mean batch size."""
         kind = "recommend" if endpoint == "recommendations" else "predict"
         batches, started = batch_counters(server, kind), time.monotonic()
-        server_before, machine_before, wrk_before = (
-            server.cpu_seconds(),
-            machine_cpu_seconds(),
-            children_cpu(),
-        )
+        server_before, wrk_before = server.cpu_seconds(), children_cpu_seconds()
+        machine_before = machine_cpu_seconds()
         try:
             wrk = run_wrk(server.url, endpoint, self.files[endpoint], connections, duration)
         except RuntimeError as error:
             state = "running" if server.process.poll() is None else f"exited ({server.process.returncode})"
             raise RuntimeError(f"{error}; the server is {state}") from error
         elapsed = time.monotonic() - started
-        busy, wrk_busy = server.cpu_seconds() - server_before, children_cpu() - wrk_before
+        busy, wrk_busy = server.cpu_seconds() - server_before, children_cpu_seconds() - wrk_before
         others = max(0.0, 100 * (machine_cpu_seconds() - machine_before - busy - wrk_busy) / elapsed)
         after = batch_counters(server, kind)
         calls = after[1] - batches[1] if after and batches else 0
@@ -193,23 +180,22 @@ class Bench:
             return False
         return True
 
-    def answers(self, server: Server) -> Answers:
-        top10 = {}
+    def answers(self, server: Server, result: ServerResult) -> None:
+        """The server's top 10 for the check users and its answer to the check body, to compare."""
+        result.top10 = {}
         for user in self.check_users:
             found = server.get_json(f"/users/{user}/recommendations?k=10", timeout=60)["recommendations"]
-            top10[user] = [(r["movie_id"], r["predicted_rating"]) for r in found]
+            result.top10[user] = [(r["movie_id"], r["predicted_rating"]) for r in found]
         predictions = server.post_json("/predict", self.check_body, timeout=60)["predictions"]
-        return Answers(top10, [p["predicted_rating"] for p in predictions])
+        result.predict = [p["predicted_rating"] for p in predictions]
 
     def profile(self, server: Server, endpoint: str) -> None:
         """One more run at 32 connections with py-spy attached (not counted: sampling slows the server),
         saved as a flame graph with a tower per thread and native frames (garbage collection too)."""
         out, seconds = RESULTS / f"profile-{self.stamp}-{endpoint}.svg", max(2, int(self.args.duration) - 1)
         command = [py_spy(), "record", "-p", str(server.pid), "-d", str(seconds), "-r", "100", "-o", str(out)]
-        command += ["--threads", "--native"]
-        with subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        ) as recorder:
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+        with subprocess.Popen([*command, "--threads", "--native"], **quiet) as recorder:
             rps = self.run(server, endpoint, 32, self.args.duration).wrk.requests_per_s
             if recorder.wait(seconds + 60) or not out.exists():
                 raise RuntimeError(f"py-spy failed ({recorder.returncode}): {recorder.stderr.read().strip()}")
@@ -230,12 +216,6 @@ def batch_counters(server: Server, kind: str) -> tuple[float, float] | None:
         return None
     found = dict(re.findall(rf'^model_batch_size_(sum|count){{kind="{kind}"}} (\S+)$', text, re.M))
     return (float(found["sum"]), float(found["count"])) if len(found) == 2 else None
-
-
-def children_cpu() -> float:
-    """CPU time of this process's finished children (wrk, once waited for)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def cpu_speed() -> float:
@@ -331,16 +311,13 @@ def session(args: argparse.Namespace, kind: str, profile=False) -> Iterator[tupl
 
 
 def save(document: dict[str, Any], kind: str, stamp: str) -> Path:
-    path = RESULTS / f"{kind}-{stamp}.json"
-    path.write_text(json.dumps(document, indent=1, default=str))
+    (path := RESULTS / f"{kind}-{stamp}.json").write_text(json.dumps(document, indent=1, default=str))
     return path
 
 
 def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
     """Each server under the same plan, `--repeat` rounds interleaved (the naive server once)."""
-    plan = [
-        (endpoint, connections) for endpoint in args.endpoints for connections in sorted(args.connections)
-    ]
+    plan = [(endpoint, level) for endpoint in args.endpoints for level in sorted(args.connections)]
     rounds: dict[str, list[ServerResult]] = {}
     for number in range(1, args.repeat + 1):
         for name in args.servers if number == 1 else [s for s in args.servers if s != "naive"]:

@@ -1,18 +1,9 @@
-"""The two reference servers the load benchmark measures the real one against.
+"""The naive and floor reference servers the load benchmark measures the real one against.
 
     python -m benchmarks.references {naive,floor} [--model-dir DIR] --port PORT
 
-Each is a small FastAPI app on the same bundle (read with `app.bundle.load_bundle`), answering
-`GET /users/{id}/recommendations`, `POST /predict` and `GET /readyz` with the real server's schemas:
-
-* **naive**: what the seed notebook does, once per request: every (user, unrated movie) pair
-  through `model.predict` (Keras defaults: batches of 32), `argsort`, the top k. Sync routes, so
-  FastAPI runs them in its thread pool, as a plain port of the notebook would.
-* **floor**: the least work a correct answer takes: the members' embedding tables read once from
-  `model.keras`, then per request one numpy matrix-vector product per member, sigmoid, mean over
-  members, the user's rated movies masked, `argpartition`. No Keras call, no batching, no
-  middleware, on the event loop (the work is less than a thread hop); the heap left by loading
-  TensorFlow is frozen (`gc.freeze`), as the real server's is.
+Small FastAPI apps on the same bundle, with the real server's routes and schemas; what each does
+and why: benchmarks/README.md.
 """
 
 from __future__ import annotations

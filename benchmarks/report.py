@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.wrk import ENDPOINTS
 
 if TYPE_CHECKING:
-    from benchmarks.load import Answers, Measurement, ServerResult
+    from benchmarks.load import Measurement, ServerResult
 
 # The team's targets (benchmarks/README.md); measured, never tuned for.
 FLOOR_SHARE, P99_MS, READY_S, RSS_MB = 0.8, 50.0, 10.0, 1024.0
@@ -35,16 +35,7 @@ class Ratio:
     vs_floor_rounds: tuple[float, ...]
 
 
-def run_line(m: Measurement) -> str:
-    w, batch = m.wrk, f"  mean batch {m.mean_batch_size}" if m.mean_batch_size else ""
-    return (
-        f"{w.endpoint:<15} c={w.connections:<4} {w.requests_per_s:9.1f} req/s  p50 {w.p50_ms:7.1f}  p99 "
-        f"{w.p99_text:>7} ms  errors {w.errors}  cpu {m.server_cpu_percent:.0f}%  "
-        f"others {m.other_cpu_percent:.0f}%{batch}"
-    )
-
-
-def agreement(real: Answers, other: Answers) -> tuple[bool, str]:
+def agreement(real: ServerResult, other: ServerResult) -> tuple[bool, str]:
     """Does `other` give the real server's top 10 (the same movies in the same order) and stars?"""
     identical, ties, mismatched, worst = 0, 0, [], 0.0
     for user, expected in real.top10.items():
@@ -84,14 +75,13 @@ def ratios(servers: dict[str, ServerResult]) -> list[Ratio]:
 def targets(real: ServerResult, floor: ServerResult | None) -> list[Target]:
     """The team's targets that the real server's figures speak to, each met or missed."""
     at32, at128 = real.find("recommendations", 32), real.find("recommendations", 128)
-    predict32 = real.find("predict", 32)
-    floor32, found = floor.find("recommendations", 32) if floor else None, []
-    if at32 and floor32 and floor32.wrk.requests_per_s:
-        share = at32.wrk.requests_per_s / floor32.wrk.requests_per_s
-        rounds = [a / b for a, b in zip(at32.rps_rounds, floor32.rps_rounds, strict=False) if b]
-        spread = f" (round by round {min(rounds):.2f} to {max(rounds):.2f})" if len(rounds) > 1 else ""
-        name = f"recommendations @32: throughput >= {FLOOR_SHARE} x floor"
-        found.append(Target(name, f"{share:.2f} x{spread}", share >= FLOOR_SHARE))
+    predict32, found = real.find("predict", 32), []
+    for r in ratios({"real": real, "floor": floor} if floor else {"real": real}):
+        if (r.endpoint, r.connections) == ("recommendations", 32) and r.vs_floor is not None:
+            rounds = r.vs_floor_rounds
+            spread = f" (round by round {min(rounds):.2f} to {max(rounds):.2f})" if len(rounds) > 1 else ""
+            name = f"recommendations @32: throughput >= {FLOOR_SHARE} x floor"
+            found.append(Target(name, f"{r.vs_floor:.2f} x{spread}", r.vs_floor >= FLOOR_SHARE))
     for run, what in ((at32, "recommendations"), (predict32, "predict (100 pairs)")):
         if run:
             met = run.wrk.p99_ms <= P99_MS and not run.wrk.timeouts
@@ -108,9 +98,9 @@ def targets(real: ServerResult, floor: ServerResult | None) -> list[Target]:
 def summary(servers: dict[str, ServerResult]) -> dict[str, Any]:
     """The comparison's conclusions, for the JSON document."""
     real, agreements = servers.get("real"), {}
-    for name, other in servers.items() if real and real.answers else ():
-        if name != "real" and other.answers:
-            agrees, detail = agreement(real.answers, other.answers)
+    for name, other in servers.items() if real and real.top10 else ():
+        if name != "real" and other.top10:
+            agrees, detail = agreement(real, other)
             agreements[name] = {"agrees": agrees, "detail": detail}
     met = [asdict(t) for t in targets(real, servers.get("floor"))] if real else []
     return {"agreement_with_real": agreements, "ratios": [asdict(r) for r in ratios(servers)], "targets": met}
@@ -119,21 +109,20 @@ def summary(servers: dict[str, ServerResult]) -> dict[str, Any]:
 def runs_table(results: dict[str, ServerResult]) -> list[str]:
     """A line per measured run, under the name of its server (or of its settings, in a sweep)."""
     width = max(map(len, ["server", *results])) + 2
-    lines = [
-        f"{'server':<{width}}{'endpoint':<17}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-        f"{'non2xx':>8}{'conn':>6}{'read':>6}{'write':>6}{'tmout':>7}{'cpu%':>7}{'batch':>7}{'other%':>7}"
-    ]
-    for name, result in results.items():
-        for m in result.runs:
-            w = m.wrk
-            p50, p95 = (f"{w.p50_ms:.1f}", f"{w.p95_ms:.1f}") if w.requests else ("-", "-")
-            lines.append(
-                f"{name:<{width}}{w.endpoint:<17}{w.connections:>6}{w.requests_per_s:>10.1f}{p50:>9}{p95:>9}"
-                f"{w.p99_text:>9}{w.non_2xx:>8}{w.connect_errors:>6}{w.read_errors:>6}{w.write_errors:>6}"
-                f"{w.timeouts:>7}{m.server_cpu_percent:>7.0f}{m.mean_batch_size or '-':>7}"
-                f"{m.other_cpu_percent:>7.0f}"
-            )
+    header = "endpoint           conns     req/s   p50 ms   p95 ms   p99 ms  non2xx  conn  read write  tmout"
+    lines = [f"{'server':<{width}}{header}   cpu%  batch other%"]
+    lines += [f"{name:<{width}}{run_line(m)}" for name, result in results.items() for m in result.runs]
     return lines
+
+
+def run_line(m: Measurement) -> str:
+    """One run's figures, in the columns of `runs_table` (also printed as each run ends)."""
+    w = m.wrk
+    p50, p95 = (f"{w.p50_ms:.1f}", f"{w.p95_ms:.1f}") if w.requests else ("-", "-")
+    figures = f"{w.endpoint:<17}{w.connections:>6}{w.requests_per_s:>10.1f}{p50:>9}{p95:>9}{w.p99_text:>9}"
+    errors = f"{w.non_2xx:>8}{w.connect_errors:>6}{w.read_errors:>6}{w.write_errors:>6}{w.timeouts:>7}"
+    cpu = f"{m.server_cpu_percent:>7.0f}{m.mean_batch_size or '-':>7}{m.other_cpu_percent:>7.0f}"
+    return figures + errors + cpu
 
 
 def servers_table(results: dict[str, ServerResult]) -> list[str]:

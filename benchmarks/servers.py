@@ -1,9 +1,8 @@
 """The one launcher of server processes, for the benchmarks and the tests.
 
-`Server` starts `python -m app` (or another module that takes `--host` and `--port`, such as
-`benchmarks.references floor`) on a free loopback port, with `MODEL_DIR` and environment overrides.
-Its output goes to a log file, never to a pipe, so that a server cannot block on a full pipe that
-nobody reads.
+`Server` starts `python -m app` (or another module taking `--host` and `--port`, such as
+`benchmarks.references floor`) on a free loopback port, with `MODEL_DIR` and environment overrides,
+its output in a log file: never a pipe, which the server could fill and block on.
 
     with Server(model_dir, {"RELOAD_INTERVAL_S": "0"}) as server:  # back once /readyz answers 200
         httpx.get(f"{server.url}/users/1/recommendations")
@@ -11,22 +10,22 @@ nobody reads.
     assert server.wait(120) == 2 and "python -m training" in server.log()
 
 `Server(model_dir, env=None, *, module="app", args=(), root=REPO, log_dir=None, wait=True,
-ready_timeout=120)`; `root` is the checkout whose `module` runs (another one for before/after
-comparisons), `log_dir` where the log goes (default: a new temporary folder; the log is kept).
-Then `url`, `port`, `pid`, `process` (the Popen: signals, `wait`), `ready_seconds` (process start
-to the first 200 from /readyz), `wait_ready(timeout)` (RuntimeError with the log's tail when the
-server exits or the deadline passes), `wait(timeout)` (exit code), `stop(kill=False)` (SIGTERM,
-15 s, then SIGKILL: this process only, by its id; also on leaving `with`), `log(last_lines=None)`,
-`memory_mb()` (peak and current RSS), `cpu_seconds()`, `get_json(path)`, `post_json(path, body)`.
-
-`copy_current_as(model_dir, version, into=None)` copies the bundle `current` points at under a new
-version name, as training would publish it (`current` left alone), for live swaps.
+ready_timeout=120)`: `root` is the checkout whose `module` runs (before/after comparisons), `log_dir`
+where the log goes (default: a new temporary folder; the log stays). Then `url`, `port`, `pid`,
+`process` (the Popen), `ready_seconds` (process start to the first 200 from /readyz),
+`wait_ready(timeout)` (RuntimeError with the log's tail if the server exits or the deadline
+passes), `wait(timeout)` (exit code), `stop(kill=False)` (SIGTERM, 15 s, then SIGKILL, to this
+process only; also on leaving `with`), `log(last_lines=None)`, `memory_mb()` (peak and current
+RSS), `cpu_seconds()`, `get_json(path)`, `post_json(path, body)`. `copy_current_as(model_dir,
+version, into=None)` copies the bundle `current` points at under a new version name, as training
+would publish it (`current` left alone), for live swaps.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -62,7 +61,9 @@ class Server:
         wait: bool = True,
         ready_timeout: float = 120.0,
     ) -> None:
-        self.port = free_port()
+        with socket.socket() as probe:  # a free port
+            probe.bind((HOST, 0))
+            self.port = probe.getsockname()[1]
         self.url, self.ready_seconds = f"http://{HOST}:{self.port}", None
         name = "-".join([module.rpartition(".")[2], *args, str(self.port)])
         self.log_path = (log_dir or Path(tempfile.mkdtemp(prefix="server-"))) / f"{name}.log"
@@ -156,14 +157,13 @@ def copy_current_as(model_dir: Path, version: str, into: Path | None = None) -> 
     return folder
 
 
+def children_cpu_seconds() -> float:
+    """User plus system CPU time of this process's children that have been waited for."""
+    return sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+
+
 def machine_cpu_seconds() -> float:
     """CPU time all cores spent busy since boot (user, nice, system, irq, softirq, steal)."""
     with open("/proc/stat") as stat:
         fields = [int(v) for v in stat.readline().split()[1:]]
     return sum(fields[i] for i in (0, 1, 2, 5, 6, 7) if i < len(fields)) / CLOCK_TICKS
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]

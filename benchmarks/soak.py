@@ -2,12 +2,7 @@
 
     python -m benchmarks.soak --model-dir models --minutes 3
 
-wrk runs in back-to-back segments (recommendations and /predict in turn) against one server for a
-bounded total time; every --swap-every segments a new bundle version (a copy of the current one
-under a new name) is published, so that the server swaps models while busy. Prints each segment's
-throughput, p99, errors and RSS, then the drift: each endpoint's p99 and throughput in its first
-two segments against its last two, and RSS from the first segment to the last. The bundle is
-copied into a temporary model folder: the one given is never written. Exits 1 on any error.
+What it measures and reports: benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
-"""The real server under a grid of settings, measured as the load benchmark measures it.
+"""The real server under a grid of settings, measured with the load benchmark's pieces.
 
     python -m benchmarks.sweep --model-dir DIR [--grid 'BATCH_WINDOW_MS=0,1,2,5;...'] [--repeat 3]
 
-The defaults (with any --env) first, then each value of each setting of the grid on its own, then
-each --combo set; each measured by `benchmarks.load`'s `Bench` (same warm-up, retries, restarts)
-for recommendations at --connections and /predict at 32, beside the floor at 32 (once a round) for
-the ratio. --repeat rounds are interleaved, every setting once a round; figures are the median
-round's. Prints the load benchmark's tables with a row per setting, then per setting the ratio to
-the floor and the team's targets met (as benchmarks.report scores them); saves sweep-<time>.json.
+What it measures and reports: benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -2,11 +2,8 @@
 
     python -m benchmarks.synthetic --out ~/.cache/movielens/synthetic-25m
 
-ml-25m itself is not reachable from these machines, so this writes `ratings.csv` and `movies.csv`
-with its shape: about 162,000 users with at least 20 ratings each (log-normal activity), 59,000
-movies with sparse ids and long-tailed (Zipf-like) popularity, 25 million distinct user-movie
-pairs, and half-star ratings drawn from biases plus a low-rank affinity plus noise, so that there
-is something to learn. Generation is vectorised and seeded: the same arguments give the same files.
+ratings.csv and movies.csv with ml-25m's shape (benchmarks/README.md); seeded and vectorised: the
+same arguments give the same files.
 """
 
 from __future__ import annotations

@@ -2,12 +2,7 @@
 
     python -m benchmarks.training_speed --data-dir DIR_OR_ZIP
 
-Each run is the real command in its own process, one after the other, each into a temporary model
-folder (the served bundle is never touched). Reported per run: ratings per second during fit and
-fit seconds (metadata.json `timing`), the run's own total, the wall time of the whole command
-(interpreter start, imports and bundle writing included), the validation RMSE, the run's CPU and
-the CPU other processes used meanwhile (training wants both cores: that slows it). JSON goes to
-benchmarks/results/training-<time>.json.
+What it measures and reports: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -15,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,7 +20,7 @@ from pathlib import Path
 
 from app.bundle import METADATA_FILE
 from app.bundle_store import current_bundle_path
-from benchmarks.servers import REPO, machine_cpu_seconds
+from benchmarks.servers import REPO, children_cpu_seconds, machine_cpu_seconds
 
 CONFIGURATIONS = {"default": [], "seed": ["--preset", "seed"]}
 COLUMNS = ("configuration", "wall s", "cpu%", "other%", "ratings/s", "fit s", "run s", "val RMSE")
@@ -48,13 +42,11 @@ def train(data_dir: Path | None, model_dir: Path, extra: list[str], name: str = 
     """Runs `python -m training ... --model-dir model_dir`; its wall time and CPU shares."""
     command = [sys.executable, "-m", "training", "--model-dir", str(model_dir), "--verbose", "0", *extra]
     command += ["--data-dir", str(data_dir)] if data_dir is not None else []
-    before, machine_before = resource.getrusage(resource.RUSAGE_CHILDREN), machine_cpu_seconds()
-    started = time.monotonic()
+    before, machine_before, started = children_cpu_seconds(), machine_cpu_seconds(), time.monotonic()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=3600)
-    wall, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, own = time.monotonic() - started, children_cpu_seconds() - before
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    own = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     others = max(0.0, machine_cpu_seconds() - machine_before - own)
     return TrainingRun(name, round(wall, 2), round(100 * own / wall, 1), round(100 * others / wall, 1))
 
