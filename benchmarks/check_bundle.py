@@ -51,15 +51,14 @@ def encode(ids: pd.Series, known: list[int], what: str) -> np.ndarray:
 
 
 def scores(model, pairs: np.ndarray, output: str, batch_size: int) -> np.ndarray:
-    """One output of the model for int32 `(N, 2)` pairs, flat: `rating` or `ranking`."""
+    """The model's `output` for int32 `(N, 2)` pairs, flat; a single output stands for `rating`."""
     raw = model.predict(pairs, batch_size=batch_size, verbose=0)
-    if isinstance(raw, (list, tuple)):
-        raw = dict(zip(model.output_names, raw, strict=True))
-    if isinstance(raw, dict):
-        if output not in raw:
-            raise ValueError(f"model.keras has no output named {output!r} (it has {sorted(raw)})")
-        raw = raw[output]
-    return np.asarray(raw, dtype=np.float64).reshape(-1)
+    if len(model.outputs) == 1:
+        if output == "ranking":
+            raise ValueError("model.keras has a single output, no 'ranking' one")
+        return np.asarray(raw, dtype=np.float64).reshape(-1)
+    named = raw if isinstance(raw, dict) else dict(zip(model.output_names, raw, strict=True))
+    return np.asarray(named[output], dtype=np.float64).reshape(-1)
 
 
 def ranking_figures(top: np.ndarray, relevant: list[np.ndarray]) -> dict[str, float]:
@@ -94,14 +93,10 @@ def recheck(bundle: Path, ratings: pd.DataFrame, rank_by: str | None, batch_size
     train, validation = np.split(order, [int((1 - fraction) * len(ratings))])
 
     model = keras.saving.load_model(bundle / MODEL, safe_mode=True)
-    named = len(model.outputs) > 1
-    if not named and rank_by == "ranking":
-        raise ValueError("model.keras has a single output, no 'ranking' one")
-    rating_output = "rating" if named else None
-    rank_output = (rank_by or ("ranking" if "ranking" in model.output_names else "rating")) if named else None
+    rank_output = rank_by or ("ranking" if "ranking" in model.output_names else "rating")
     pairs = np.stack([users[validation], movies[validation]], axis=1)
     low, high = float(encoders["rating_min"]), float(encoders["rating_max"])
-    predicted = low + scores(model, pairs, rating_output, batch_size) * (high - low)
+    predicted = low + scores(model, pairs, "rating", batch_size) * (high - low)
     figures = {"rmse": float(np.sqrt(np.mean((predicted - stars[validation]) ** 2)))}
 
     relevant_rows = validation[stars[validation] >= RELEVANT_STARS]

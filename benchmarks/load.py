@@ -253,20 +253,16 @@ def median(results: list[ServerResult]) -> ServerResult:
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser, connections: str) -> None:
+def add_arguments(parser: argparse.ArgumentParser, connections: list[int]) -> None:
     """The options load and sweep share."""
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("MOVIELENS_DIR"), help="to train")
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", "models")))
     parser.add_argument("--duration", type=float, default=10, help="seconds per measured run (default 10)")
-    parser.add_argument("--connections", type=numbers, default=numbers(connections), help=connections)
+    parser.add_argument("--connections", type=lambda t: [int(c) for c in t.split(",")], default=connections)
     parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds, median figures")
     parser.add_argument("--retries", type=int, default=2, help="of runs disturbed by other processes")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="real server setting")
     parser.add_argument("--real-root", type=Path, default=REPO, help="a checkout whose `app` is served")
-
-
-def numbers(text: str) -> list[int]:
-    return [int(part) for part in text.split(",")]
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
@@ -330,7 +326,7 @@ def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser("python -m benchmarks.load", description=__doc__.split("\n\n")[0])
-    add_arguments(parser, "8,32,128")
+    add_arguments(parser, [8, 32, 128])
     parser.add_argument("--servers", type=lambda t: t.split(","), default=list(SERVERS), help="all three")
     parser.add_argument("--endpoints", type=lambda t: t.split(","), default=list(ENDPOINTS), help="both")
     parser.add_argument("--profile", action="store_true", help="py-spy the real server at 32 connections")

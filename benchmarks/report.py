@@ -128,19 +128,15 @@ def run_line(m: Measurement) -> str:
 def servers_table(results: dict[str, ServerResult]) -> list[str]:
     """Ready time, memory, restarts and the machine's speed (`load.cpu_speed`) per server."""
     width = max(map(len, ["server", *results])) + 2
-    lines = [
-        f"{'server':<{width}}{'ready s':>9}{'peak RSS MB':>13}{'RSS MB':>9}{'restarts':>10}{'cpu speed':>12}"
-    ]
+    lines = [f"{'server':<{width}}  ready s  peak RSS MB   RSS MB  restarts   cpu speed"]
     for name, s in results.items():
         speed = f"{min(s.cpu_speed)}-{max(s.cpu_speed)}"
         figures = f"{s.ready_seconds:>9.2f}{s.peak_rss_mb:>13.0f}{s.rss_mb:>9.0f}{s.restarts:>10}{speed:>12}"
         lines.append(f"{name:<{width}}{figures}")
     speeds = [speed for result in results.values() for speed in result.cpu_speed]
-    if max(speeds) > 1.1 * min(speeds):
-        lines.append(
-            f"WARNING: the machine's speed (a fixed Python loop, millions of iterations/s) drifted from "
-            f"{min(speeds)} to {max(speeds)} during the measurements: ratios between servers are skewed by it"
-        )
+    low, high = min(speeds), max(speeds)
+    if high > 1.1 * low:  # ratios between servers measured at different speeds are skewed by as much
+        lines.append(f"WARNING: the machine's speed (see load.cpu_speed) drifted from {low} to {high}")
     return lines
 
 
@@ -159,9 +155,8 @@ def comparison(servers: dict[str, ServerResult], bundle: dict[str, Any], duratio
         rounds = "/".join(f"{x:.2f}" for x in r.vs_floor_rounds) if len(r.vs_floor_rounds) > 1 else ""
         lines.append(f"{r.endpoint:<17}{r.connections:>6}{floor:>11}{naive:>11}{rounds:>22}")
     lines += ["", *servers_table(servers), ""]
-    lines += [
-        f"{name} vs real {found['detail']}" for name, found in summary(servers)["agreement_with_real"].items()
-    ]
+    agreements = summary(servers)["agreement_with_real"]
+    lines += [f"{name} vs real {found['detail']}" for name, found in agreements.items()]
     if "real" in servers:
         lines.append("\nTargets (real server):")
         for t in targets(servers["real"], servers.get("floor")):
@@ -185,15 +180,12 @@ def plot(servers: dict[str, ServerResult], path: Path, title: str) -> None:
             # A log axis cannot show a run that answered nothing; one with over 1% timeouts has no
             # meaningful p99: it is drawn at the timeout, ringed.
             runs = [m.wrk for m in server.runs if m.wrk.endpoint == endpoint and m.wrk.requests]
-            x, p99 = (
-                [w.connections for w in runs],
-                [w.timeout_s * 1000 if w.overloaded else w.p99_ms for w in runs],
-            )
-            style = dict(marker=styles[name][1], color=styles[name][0], label=name)
-            throughput.plot(x, [w.requests_per_s for w in runs], **style)
-            latency.plot(x, p99, **style)
-            for xi, yi in ((xi, yi) for xi, yi, w in zip(x, p99, runs, strict=True) if w.overloaded):
-                latency.plot([xi], [yi], "o", markersize=12, mfc="none", color=styles[name][0])
+            x, (color, marker) = [w.connections for w in runs], styles[name]
+            p99 = [w.timeout_s * 1e3 if w.overloaded else w.p99_ms for w in runs]
+            throughput.plot(x, [w.requests_per_s for w in runs], marker=marker, color=color, label=name)
+            latency.plot(x, p99, marker=marker, color=color, label=name)
+            rings = [(xi, yi) for xi, yi, w in zip(x, p99, runs, strict=True) if w.overloaded]
+            latency.plot([r[0] for r in rings], [r[1] for r in rings], "o", ms=12, mfc="none", color=color)
         throughput.set(title=f"{endpoint}: throughput", ylabel="requests/s (log)")
         latency.set(title=f"{endpoint}: p99 latency (ring: over 1% timeouts)", ylabel="ms (log)")
         latency.axhline(P99_MS, color="gray", linestyle="--", linewidth=1, label="50 ms target")
