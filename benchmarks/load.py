@@ -48,19 +48,6 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """One wrk run and what the machine did meanwhile; with --repeat, every round's figures too."""
-
-    wrk: WrkRun
-    server_cpu_percent: float  # of one core
-    other_cpu_percent: float  # processes other than the server and wrk, % of one core
-    mean_batch_size: float | None  # requests per model call (real server only)
-    attempts: int
-    rps_rounds: tuple[float, ...] = ()
-    p99_rounds: tuple[float, ...] = ()
-
-
 @dataclass
 class ServerResult:
     """One server's figures under a plan (several rounds merged by `median`)."""
@@ -70,7 +57,7 @@ class ServerResult:
     ready_seconds: float
     peak_rss_mb: float = 0.0
     rss_mb: float = 0.0
-    runs: list[Measurement] = field(default_factory=list)
+    runs: list[WrkRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     restarts: int = 0
     cpu_speed: list[float] = field(default_factory=list)  # `cpu_speed()` before and after each round
@@ -78,8 +65,8 @@ class ServerResult:
     predict: list[float | None] | None = None  # stars for the check body's pairs
     rounds: int = 1
 
-    def find(self, endpoint: str, connections: int) -> Measurement | None:
-        return {(m.wrk.endpoint, m.wrk.connections): m for m in self.runs}.get((endpoint, connections))
+    def find(self, endpoint: str, connections: int) -> WrkRun | None:
+        return {(run.endpoint, run.connections): run for run in self.runs}.get((endpoint, connections))
 
     def note(self, text: str) -> None:
         log(f"[{self.name}] {text}")
@@ -153,7 +140,7 @@ class Bench:
         result.note(f"{endpoint} c={connections}: {busy}: its figures are not clean")
         return run
 
-    def run(self, server: Server, endpoint: str, connections: int, duration: float, attempt=0) -> Measurement:
+    def run(self, server: Server, endpoint: str, connections: int, duration: float, attempt=0) -> WrkRun:
         """One wrk run, with the CPU the server and other processes used and the mean batch size."""
         kind = "recommend" if endpoint == "recommendations" else "predict"
         batches, started = batch_counters(server, kind), time.monotonic()
@@ -170,12 +157,13 @@ class Bench:
         after = batch_counters(server, kind)
         calls = after[1] - batches[1] if after and batches else 0
         mean_batch = round((after[0] - batches[0]) / calls, 2) if calls else None
-        return Measurement(wrk, round(100 * busy / elapsed, 1), round(others, 1), mean_batch, attempt)
+        cpu = {"server_cpu_percent": round(100 * busy / elapsed, 1), "other_cpu_percent": round(others, 1)}
+        return replace(wrk, **cpu, mean_batch_size=mean_batch, attempts=attempt)
 
     def settle(self, server: Server) -> bool:
         """True once a request queued behind any backlog answers within SETTLE_S seconds."""
         try:
-            server.get_json(self.probe, timeout=SETTLE_S)
+            server.fetch(self.probe, timeout=SETTLE_S)
         except OSError:
             return False
         return True
@@ -184,9 +172,9 @@ class Bench:
         """The server's top 10 for the check users and its answer to the check body, to compare."""
         result.top10 = {}
         for user in self.check_users:
-            found = server.get_json(f"/users/{user}/recommendations?k=10", timeout=60)["recommendations"]
+            found = server.fetch(f"/users/{user}/recommendations?k=10", timeout=60)["recommendations"]
             result.top10[user] = [(r["movie_id"], r["predicted_rating"]) for r in found]
-        predictions = server.post_json("/predict", self.check_body, timeout=60)["predictions"]
+        predictions = server.fetch("/predict", self.check_body, timeout=60)["predictions"]
         result.predict = [p["predicted_rating"] for p in predictions]
 
     def profile(self, server: Server, endpoint: str) -> None:
@@ -196,7 +184,7 @@ class Bench:
         command = [py_spy(), "record", "-p", str(server.pid), "-d", str(seconds), "-r", "100", "-o", str(out)]
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
         with subprocess.Popen([*command, "--threads", "--native"], **quiet) as recorder:
-            rps = self.run(server, endpoint, 32, self.args.duration).wrk.requests_per_s
+            rps = self.run(server, endpoint, 32, self.args.duration).requests_per_s
             if recorder.wait(seconds + 60) or not out.exists():
                 raise RuntimeError(f"py-spy failed ({recorder.returncode}): {recorder.stderr.read().strip()}")
         log(f"[profile] {endpoint} at 32 connections ({rps:.0f} req/s while sampled): {out}")
@@ -234,12 +222,11 @@ def median(results: list[ServerResult]) -> ServerResult:
     (its latencies with it), errors summed over the rounds, each round's throughput and p99 kept."""
     runs = []
     for same in zip(*(result.runs for result in results), strict=True):
-        middle = sorted(same, key=lambda m: m.wrk.requests_per_s)[len(same) // 2]
-        errors = {name: sum(getattr(m.wrk, name) for m in same) for name in ERROR_FIELDS}
-        rps, p99 = tuple(m.wrk.requests_per_s for m in same), tuple(m.wrk.p99_ms for m in same)
-        others = max(m.other_cpu_percent for m in same)
-        wrk = replace(middle.wrk, **errors)
-        runs.append(replace(middle, wrk=wrk, other_cpu_percent=others, rps_rounds=rps, p99_rounds=p99))
+        middle = sorted(same, key=lambda run: run.requests_per_s)[len(same) // 2]
+        errors = {name: sum(getattr(run, name) for run in same) for name in ERROR_FIELDS}
+        rps, p99 = tuple(run.requests_per_s for run in same), tuple(run.p99_ms for run in same)
+        others = max(run.other_cpu_percent for run in same)
+        runs.append(replace(middle, **errors, other_cpu_percent=others, rps_rounds=rps, p99_rounds=p99))
     return replace(
         results[0],
         ready_seconds=float(np.median([r.ready_seconds for r in results])),
@@ -286,7 +273,7 @@ def session(args: argparse.Namespace, kind: str, profile=False) -> Iterator[tupl
         raise SystemExit(f"--real-root {args.real_root} has no app/__main__.py")
     if not (args.model_dir / CURRENT).exists():
         log(f"no bundle at {args.model_dir / CURRENT}: training one (default configuration) ...")
-        log(f"trained in {training_speed.train(args.data_dir, args.model_dir, []).wall_seconds:.1f} s")
+        log(f"trained in {training_speed.train(args.data_dir, args.model_dir).wall_seconds:.1f} s")
     bundle = current_bundle_path(args.model_dir)
     metadata = json.loads((bundle / METADATA_FILE).read_text())
     digest = hashlib.sha256()

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.wrk import ENDPOINTS
+from benchmarks.wrk import ENDPOINTS, WrkRun
 
 if TYPE_CHECKING:
-    from benchmarks.load import Measurement, ServerResult
+    from benchmarks.load import ServerResult
 
 # The team's targets (benchmarks/README.md); measured, never tuned for.
 FLOOR_SHARE, P99_MS, READY_S, RSS_MB = 0.8, 50.0, 10.0, 1024.0
@@ -62,10 +62,10 @@ def agreement(real: ServerResult, other: ServerResult) -> tuple[bool, str]:
 def ratios(servers: dict[str, ServerResult]) -> list[Ratio]:
     found = []
     for m in servers["real"].runs if "real" in servers else []:
-        key = (m.wrk.endpoint, m.wrk.connections)
+        key = (m.endpoint, m.connections)
         other = {name: servers[name].find(*key) if name in servers else None for name in ("floor", "naive")}
-        rps = {n: o.wrk.requests_per_s for n, o in other.items() if o and not o.wrk.overloaded}
-        vs = [round(m.wrk.requests_per_s / rps[n], 3) if rps.get(n) else None for n in ("floor", "naive")]
+        rps = {n: o.requests_per_s for n, o in other.items() if o and not o.overloaded}
+        vs = [round(m.requests_per_s / rps[n], 3) if rps.get(n) else None for n in ("floor", "naive")]
         floor_rounds = other["floor"].rps_rounds if other["floor"] else ()
         rounds = tuple(round(a / b, 3) for a, b in zip(m.rps_rounds, floor_rounds, strict=False) if b)
         found.append(Ratio(*key, *vs, rounds))
@@ -84,11 +84,11 @@ def targets(real: ServerResult, floor: ServerResult | None) -> list[Target]:
             found.append(Target(name, f"{r.vs_floor:.2f} x{spread}", r.vs_floor >= FLOOR_SHARE))
     for run, what in ((at32, "recommendations"), (predict32, "predict (100 pairs)")):
         if run:
-            met = run.wrk.p99_ms <= P99_MS and not run.wrk.timeouts
-            found.append(Target(f"{what} @32: p99 <= {P99_MS:.0f} ms", f"{run.wrk.p99_text} ms", met))
+            met = run.p99_ms <= P99_MS and not run.timeouts
+            found.append(Target(f"{what} @32: p99 <= {P99_MS:.0f} ms", f"{run.p99_text} ms", met))
     for run, what in ((at32, "@32: no errors"), (at128, "@128: no errors, no timeouts")):
         if run:
-            found.append(Target(f"recommendations {what}", str(run.wrk.errors), run.wrk.errors == 0))
+            found.append(Target(f"recommendations {what}", str(run.errors), run.errors == 0))
     ready, peak = real.ready_seconds, real.peak_rss_mb
     found.append(Target(f"ready within {READY_S:.0f} s of process start", f"{ready:.2f} s", ready <= READY_S))
     found.append(Target("peak RSS < 1 GB", f"{peak:.0f} MB", peak < RSS_MB))
@@ -115,13 +115,12 @@ def runs_table(results: dict[str, ServerResult]) -> list[str]:
     return lines
 
 
-def run_line(m: Measurement) -> str:
+def run_line(w: WrkRun) -> str:
     """One run's figures, in the columns of `runs_table` (also printed as each run ends)."""
-    w = m.wrk
     p50, p95 = (f"{w.p50_ms:.1f}", f"{w.p95_ms:.1f}") if w.requests else ("-", "-")
     figures = f"{w.endpoint:<17}{w.connections:>6}{w.requests_per_s:>10.1f}{p50:>9}{p95:>9}{w.p99_text:>9}"
     errors = f"{w.non_2xx:>8}{w.connect_errors:>6}{w.read_errors:>6}{w.write_errors:>6}{w.timeouts:>7}"
-    cpu = f"{m.server_cpu_percent:>7.0f}{m.mean_batch_size or '-':>7}{m.other_cpu_percent:>7.0f}"
+    cpu = f"{w.server_cpu_percent:>7.0f}{w.mean_batch_size or '-':>7}{w.other_cpu_percent:>7.0f}"
     return figures + errors + cpu
 
 
@@ -171,15 +170,15 @@ def plot(servers: dict[str, ServerResult], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    endpoints = [e for e in ENDPOINTS if any(m.wrk.endpoint == e for s in servers.values() for m in s.runs)]
+    endpoints = [e for e in ENDPOINTS if any(w.endpoint == e for s in servers.values() for w in s.runs)]
     figure, axes = plt.subplots(len(endpoints), 2, figsize=(11, 4 * len(endpoints)), squeeze=False)
     styles = {"real": ("tab:blue", "o"), "floor": ("tab:green", "s"), "naive": ("tab:red", "^")}
-    levels = sorted({m.wrk.connections for s in servers.values() for m in s.runs})
+    levels = sorted({w.connections for s in servers.values() for w in s.runs})
     for (throughput, latency), endpoint in zip(axes, endpoints, strict=True):
         for name, server in servers.items():
             # A log axis cannot show a run that answered nothing; one with over 1% timeouts has no
             # meaningful p99: it is drawn at the timeout, ringed.
-            runs = [m.wrk for m in server.runs if m.wrk.endpoint == endpoint and m.wrk.requests]
+            runs = [w for w in server.runs if w.endpoint == endpoint and w.requests]
             x, (color, marker) = [w.connections for w in runs], styles[name]
             p99 = [w.timeout_s * 1e3 if w.overloaded else w.p99_ms for w in runs]
             throughput.plot(x, [w.requests_per_s for w in runs], marker=marker, color=color, label=name)

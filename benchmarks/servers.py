@@ -16,9 +16,9 @@ where the log goes (default: a new temporary folder; the log stays). Then `url`,
 `wait_ready(timeout)` (RuntimeError with the log's tail if the server exits or the deadline
 passes), `wait(timeout)` (exit code), `stop(kill=False)` (SIGTERM, 15 s, then SIGKILL, to this
 process only; also on leaving `with`), `log(last_lines=None)`, `memory_mb()` (peak and current
-RSS), `cpu_seconds()`, `get_json(path)`, `post_json(path, body)`. `copy_current_as(model_dir,
-version, into=None)` copies the bundle `current` points at under a new version name, as training
-would publish it (`current` left alone), for live swaps.
+RSS), `cpu_seconds()`, `fetch(path, body=None)` (the JSON answer to a GET, or to a POST of `body`).
+`copy_current_as(model_dir, version, into=None)` copies the bundle `current` points at under a new
+version name, as training would publish it (`current` left alone), for live swaps.
 """
 
 from __future__ import annotations
@@ -136,13 +136,10 @@ class Server:
             fields = stat.read().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
-    def get_json(self, path: str, timeout: float = 30.0) -> Any:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout) as response:
-            return json.load(response)
-
-    def post_json(self, path: str, body: Any, timeout: float = 30.0) -> Any:
-        headers = {"Content-Type": "application/json"}
-        request = urllib.request.Request(f"{self.url}{path}", json.dumps(body).encode(), headers)
+    def fetch(self, path: str, body: Any = None, timeout: float = 30.0) -> Any:
+        """The decoded JSON answer to GET `path`, or to POST `path` with `body` as JSON."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data, {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.load(response)
 

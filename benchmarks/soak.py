@@ -45,7 +45,7 @@ def soak(model_dir: Path, minutes: float, seconds: float, connections: int, swap
                 if swap_every and segments and len(segments) % swap_every == 0:
                     point_current(models, copy_current_as(models, f"{first}-soak{len(segments)}").name)
                 run = run_wrk(server.url, endpoint, files[endpoint], connections, seconds)
-                rss, version = server.memory_mb()[1], server.get_json("/model")["version"]
+                rss, version = server.memory_mb()[1], server.fetch("/model")["version"]
                 segments.append(Segment(run, rss, version))
                 figures = f"{run.requests_per_s:8.1f} req/s  p99 {run.p99_text:>7} ms  errors {run.errors}"
                 print(

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, astuple, dataclass, replace
+from dataclasses import asdict, astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from app.bundle_store import current_bundle_path
 from benchmarks.servers import REPO, children_cpu_seconds, machine_cpu_seconds
 
 CONFIGURATIONS = {"default": [], "seed": ["--preset", "seed"]}
+TIMING = ("ratings_per_second", "fit_seconds", "total_seconds")  # metadata.json `timing`, in that order
 COLUMNS = ("configuration", "wall s", "cpu%", "other%", "ratings/s", "fit s", "run s", "val RMSE")
 
 
@@ -32,45 +33,40 @@ class TrainingRun:
     wall_seconds: float
     cpu_percent: float  # of one core
     other_cpu_percent: float
-    ratings_per_second: float | None = None
-    fit_seconds: float | None = None
-    run_seconds: float | None = None
-    validation_rmse: float | None = None
+    ratings_per_second: float
+    fit_seconds: float
+    run_seconds: float
+    validation_rmse: float
 
 
-def train(data_dir: Path | None, model_dir: Path, extra: list[str], name: str = "default") -> TrainingRun:
-    """Runs `python -m training ... --model-dir model_dir`; its wall time and CPU shares."""
-    command = [sys.executable, "-m", "training", "--model-dir", str(model_dir), "--verbose", "0", *extra]
-    command += ["--data-dir", str(data_dir)] if data_dir is not None else []
+def train(data_dir: Path | None, model_dir: Path, name: str = "default") -> TrainingRun:
+    """Runs `python -m training` with a configuration into `model_dir`: how fast, how well."""
+    command = [sys.executable, "-m", "training", "--model-dir", str(model_dir), "--verbose", "0"]
+    command += CONFIGURATIONS[name] + (["--data-dir", str(data_dir)] if data_dir is not None else [])
     before, machine_before, started = children_cpu_seconds(), machine_cpu_seconds(), time.monotonic()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=3600)
     wall, own = time.monotonic() - started, children_cpu_seconds() - before
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     others = max(0.0, machine_cpu_seconds() - machine_before - own)
-    return TrainingRun(name, round(wall, 2), round(100 * own / wall, 1), round(100 * others / wall, 1))
-
-
-def measure(data_dir: Path | None, name: str) -> TrainingRun:
-    with tempfile.TemporaryDirectory(prefix=f"bench-train-{name}-") as folder:
-        print(f"training ({name}) ...", file=sys.stderr, flush=True)
-        run = train(data_dir, Path(folder), CONFIGURATIONS[name], name)
-        metadata = json.loads((current_bundle_path(Path(folder)) / METADATA_FILE).read_text())
+    metadata = json.loads((current_bundle_path(model_dir) / METADATA_FILE).read_text())
     timing, rmse = metadata["timing"], round(metadata["metrics"]["model"]["rmse"], 4)
-    figures = {"ratings_per_second": timing["ratings_per_second"], "fit_seconds": timing["fit_seconds"]}
-    return replace(run, **figures, run_seconds=timing["total_seconds"], validation_rmse=rmse)
+    cpu = round(100 * own / wall, 1), round(100 * others / wall, 1)
+    return TrainingRun(name, round(wall, 2), *cpu, *(timing[k] for k in TIMING), rmse)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        "python -m benchmarks.training_speed", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser("python -m benchmarks.training_speed", description="Training speed")
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("MOVIELENS_DIR"), help="or a .zip")
     parser.add_argument("--configurations", type=lambda t: t.split(","), default=list(CONFIGURATIONS))
     args = parser.parse_args(argv)
     if not set(args.configurations) <= set(CONFIGURATIONS):
         parser.error(f"configurations are among {', '.join(CONFIGURATIONS)}")
-    runs = [measure(args.data_dir, name) for name in args.configurations]
+    runs = []
+    for name in args.configurations:
+        print(f"training ({name}) ...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory(prefix=f"bench-train-{name}-") as folder:
+            runs.append(train(args.data_dir, Path(folder), name))
     print("".join(f"{title:>14}" for title in COLUMNS))
     for run in runs:
         print("".join(f"{v:>14}" if isinstance(v, str) else f"{v:>14,}" for v in astuple(run)))

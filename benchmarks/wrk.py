@@ -19,7 +19,8 @@ INSTALL_HINT = "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu, a
 
 @dataclass(frozen=True)
 class WrkRun:
-    """One bounded wrk run against one endpoint at one concurrency.
+    """One bounded wrk run against one endpoint at one concurrency; the load benchmark adds what the
+    server and the machine did meanwhile, and with --repeat every round's figures.
 
     Latencies are wrk's, corrected for coordinated omission; a request slower than `timeout_s` is a
     timeout, left out of them, so they say little once over 1% of requests time out (`overloaded`).
@@ -33,12 +34,18 @@ class WrkRun:
     p50_ms: float
     p95_ms: float
     p99_ms: float
-    non_2xx: int
+    non_2xx: int  # responses with a status of 400 or more: these servers send no 1xx or 3xx
     connect_errors: int
     read_errors: int
     write_errors: int
     timeouts: int
     timeout_s: float
+    server_cpu_percent: float | None = None  # of one core
+    other_cpu_percent: float | None = None  # processes other than the server and wrk, % of one core
+    mean_batch_size: float | None = None  # requests per model call (the real server's)
+    attempts: int = 1
+    rps_rounds: tuple[float, ...] = ()
+    p99_rounds: tuple[float, ...] = ()
 
     @property
     def errors(self) -> int:
@@ -87,7 +94,7 @@ def run_wrk(url: str, endpoint: str, data: Path, connections: int, duration: flo
         raw["requests"],
         round(raw["requests"] / elapsed, 1) if elapsed else 0.0,
         *(round(ms[p] / 1000, 2) for p in ("p50", "p95", "p99")),
-        raw["non_2xx"],
+        errors["status"],
         *(errors[kind] for kind in ("connect", "read", "write", "timeout")),
         timeout,
     )
