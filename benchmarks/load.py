@@ -8,6 +8,7 @@ What it measures and reports: benchmarks/README.md. `benchmarks.sweep` reuses it
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,11 +43,8 @@ RETRY_PAUSE_S = 20.0
 SETTLE_S = 15.0  # a server whose backlog does not drain within this after a run is restarted
 WARMUP_S = 2.0
 NAIVE_MAX_S = 10.0  # the naive server's runs last min(--duration, this)
+log = functools.partial(print, file=sys.stderr, flush=True)
 ONE_BLAS_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -208,13 +207,8 @@ def batch_counters(server: Server, kind: str) -> tuple[float, float] | None:
 
 def cpu_speed() -> float:
     """Millions of iterations per second of a fixed pure-Python loop (best of 5): the machine's speed."""
-    best = float("inf")
-    for _ in range(5):
-        started, total = time.perf_counter(), 0
-        for i in range(200_000):
-            total += i * i % 7
-        best = min(best, time.perf_counter() - started)
-    return round(0.2 / best, 2)
+    loop = "total = 0\nfor i in range(200_000):\n    total += i * i % 7"
+    return round(0.2 / min(timeit.repeat(loop, number=1, repeat=5)), 2)
 
 
 def median(results: list[ServerResult]) -> ServerResult:
@@ -305,7 +299,9 @@ def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
     for number in range(1, args.repeat + 1):
         for name in args.servers if number == 1 else [s for s in args.servers if s != "naive"]:
             log(f"=== round {number}/{args.repeat}: {name}")
-            env, profile = (args.env, args.profile and number == args.repeat) if name == "real" else ({}, 0)
+            env, profile = (
+                (args.env, args.profile and number == args.repeat) if name == "real" else ({}, False)
+            )
             rounds.setdefault(name, []).append(bench.measure(name, plan, env, number == 1, profile))
             time.sleep(1)  # let the port and the cores go quiet between servers
     return {name: median(results) for name, results in rounds.items()}

@@ -17,12 +17,13 @@ where the log goes (default: a new temporary folder; the log stays). Then `url`,
 passes), `wait(timeout)` (exit code), `stop(kill=False)` (SIGTERM, 15 s, then SIGKILL, to this
 process only; also on leaving `with`), `log(last_lines=None)`, `memory_mb()` (peak and current
 RSS), `cpu_seconds()`, `fetch(path, body=None)` (the JSON answer to a GET, or to a POST of `body`).
-`copy_current_as(model_dir, version, into=None)` copies the bundle `current` points at under a new
-version name, as training would publish it (`current` left alone), for live swaps.
+Beside it: `free_port()`, and `copy_bundle_as(bundle, model_dir, version)`, which copies a bundle
+under a new version name, as training would publish it, for live swaps (`current` left alone).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -39,14 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from app.bundle import METADATA_FILE
-from app.bundle_store import current_bundle_path
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-class Server:
+class Server(contextlib.AbstractContextManager):
     """One server process on loopback (see the module's docstring)."""
 
     def __init__(
@@ -61,9 +61,7 @@ class Server:
         wait: bool = True,
         ready_timeout: float = 120.0,
     ) -> None:
-        with socket.socket() as probe:  # a free port
-            probe.bind((HOST, 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.url, self.ready_seconds = f"http://{HOST}:{self.port}", None
         name = "-".join([module.rpartition(".")[2], *args, str(self.port)])
         self.log_path = (log_dir or Path(tempfile.mkdtemp(prefix="server-"))) / f"{name}.log"
@@ -85,9 +83,6 @@ class Server:
     @property
     def pid(self) -> int:
         return self.process.pid
-
-    def __enter__(self) -> Server:
-        return self
 
     def __exit__(self, *_: object) -> None:
         self.stop()
@@ -144,14 +139,21 @@ class Server:
             return json.load(response)
 
 
-def copy_current_as(model_dir: Path, version: str, into: Path | None = None) -> Path:
-    """Copies the bundle `model_dir/current` points at to `into/version` (default: beside it), with
-    `version` in its metadata; `current` stays (`app.bundle_store.point_current` switches it)."""
-    folder = (into or model_dir) / version
-    shutil.copytree(current_bundle_path(model_dir), folder)
-    metadata = json.loads((folder / METADATA_FILE).read_text())
-    (folder / METADATA_FILE).write_text(json.dumps({**metadata, "version": version}))
-    return folder
+def copy_bundle_as(bundle: Path, model_dir: Path, version: str) -> Path:
+    """Copies a bundle folder to `model_dir/version` with `version` in its metadata: the same weights
+    under a new version name, as training would publish them (`app.bundle_store.point_current`
+    then switches `current` to it)."""
+    shutil.copytree(bundle, model_dir / version)
+    metadata = json.loads((model_dir / version / METADATA_FILE).read_text())
+    (model_dir / version / METADATA_FILE).write_text(json.dumps({**metadata, "version": version}))
+    return model_dir / version
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (at the time of asking)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
 
 
 def children_cpu_seconds() -> float:

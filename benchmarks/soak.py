@@ -19,7 +19,7 @@ from statistics import mean
 
 from app.bundle import BundleError
 from app.bundle_store import current_bundle_path, point_current
-from benchmarks.servers import REPO, Server, copy_current_as
+from benchmarks.servers import REPO, Server, copy_bundle_as
 from benchmarks.wrk import ENDPOINTS, WrkRun, run_wrk, write_load_files
 
 
@@ -36,14 +36,15 @@ def soak(model_dir: Path, minutes: float, seconds: float, connections: int, swap
     with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
         work, first = Path(scratch), current_bundle_path(model_dir).name
         models = work / "models"
-        copy_current_as(model_dir, first, into=models)
+        copy_bundle_as(current_bundle_path(model_dir), models, first)
         point_current(models, first)
         files = write_load_files(current_bundle_path(models), work)
         with Server(models, {"RELOAD_INTERVAL_S": "1"}, log_dir=work) as server:
             while time.monotonic() + seconds <= deadline:
                 endpoint = ENDPOINTS[len(segments) % 2]
                 if swap_every and segments and len(segments) % swap_every == 0:
-                    point_current(models, copy_current_as(models, f"{first}-soak{len(segments)}").name)
+                    new = copy_bundle_as(current_bundle_path(models), models, f"{first}-soak{len(segments)}")
+                    point_current(models, new.name)
                 run = run_wrk(server.url, endpoint, files[endpoint], connections, seconds)
                 rss, version = server.memory_mb()[1], server.fetch("/model")["version"]
                 segments.append(Segment(run, rss, version))
@@ -70,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if not segments:
         raise SystemExit("no segment fits in --minutes: give more minutes or a shorter --segment")
     errors, versions = sum(s.run.errors for s in segments), sorted({s.model_version for s in segments})
-    rss = f"RSS {segments[0].rss_mb:.0f} -> {segments[-1].rss_mb:.0f} MB"
-    print(f"\n{sum(s.run.requests for s in segments)} requests, {errors} errors, {len(versions)} versions")
-    print(f"answered ({len(versions) - 1} live swaps), {rss}")
+    swaps = f"{len(versions) - 1} live swaps ({len(versions)} versions answered)"
+    print(f"\n{sum(s.run.requests for s in segments)} requests, {errors} errors, {swaps}")
+    print(f"RSS {segments[0].rss_mb:.0f} -> {segments[-1].rss_mb:.0f} MB (first segment -> last)")
     drift = {}
     for endpoint in ENDPOINTS:  # first two segments against the last two, given four or more
         if len(runs := [s.run for s in segments if s.run.endpoint == endpoint]) >= 4:

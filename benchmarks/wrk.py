@@ -87,14 +87,9 @@ def run_wrk(url: str, endpoint: str, data: Path, connections: int, duration: flo
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
     raw = json.loads(line.removeprefix("WRK_JSON "))
     elapsed, errors, ms = raw["duration_us"] / 1e6, raw["errors"], raw["latency_us"]
+    rate = round(raw["requests"] / elapsed, 1) if elapsed else 0.0
+    latencies = [round(ms[p] / 1000, 2) for p in ("p50", "p95", "p99")]
+    counts = [errors[kind] for kind in ("status", "connect", "read", "write", "timeout")]  # as ERROR_FIELDS
     return WrkRun(
-        endpoint,
-        connections,
-        round(elapsed, 3),
-        raw["requests"],
-        round(raw["requests"] / elapsed, 1) if elapsed else 0.0,
-        *(round(ms[p] / 1000, 2) for p in ("p50", "p95", "p99")),
-        errors["status"],
-        *(errors[kind] for kind in ("connect", "read", "write", "timeout")),
-        timeout,
+        endpoint, connections, round(elapsed, 3), raw["requests"], rate, *latencies, *counts, timeout
     )
