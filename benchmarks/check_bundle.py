@@ -8,8 +8,8 @@ raw ratings and the bundle's files as app/bundle.py describes them. It redoes th
 metadata.json); RMSE in stars of the `rating` output (or the only one); for each validation user
 with a held-out rating >= 4 (a seeded sample of `ranking_users` of them when training sampled so),
 the top 10 by the `ranking` output (or the only one) among the movies not rated in train. Exit 0
-when every figure matches metadata.json `metrics.model` (RMSE within 1e-4, ranking within 0.005),
-1 on a mismatch, 2 for unusable arguments or files.
+when every figure matches metadata.json `metrics.model` (RMSE within 1e-4 or --tolerance, ranking
+within 0.005) and the RMSE is at most --max-rmse if given, 1 if not, 2 for unusable arguments or files.
 """
 
 from __future__ import annotations
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, default=Path("models/current"), help="bundle folder")
     parser.add_argument("--data-dir", type=Path, required=True, help="MovieLens folder or .zip")
     parser.add_argument("--rank-by", choices=["rating", "ranking"], help="default: ranking, if any")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCES["rmse"], help="for the RMSE (stars)")
+    parser.add_argument("--max-rmse", type=float, help="also fail when the RMSE is above this (stars)")
     parser.add_argument("--batch-size", type=int, default=65536, help="pairs per model.predict batch")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -137,16 +139,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check failed: {error!r}", file=sys.stderr)
         return 2
     print(f"bundle {args.bundle.resolve()}, data {args.data_dir}")
-    print(f"{'figure':<14}{'recomputed':>12}{'recorded':>12}{'tolerance':>11}")
-    mismatches = []
-    for name, tolerance in TOLERANCES.items():
+    problems = []
+    for name, tolerance in (TOLERANCES | {"rmse": args.tolerance}).items():
         mine, theirs = figures.get(name), recorded.get(name)
-        ok = mine == theirs or (None not in (mine, theirs) and abs(mine - theirs) <= tolerance)
-        cells = [f"{'-' if v is None else f'{v:.6f}':>12}" for v in (mine, theirs)]
-        print(f"{name:<14}{''.join(cells)}{tolerance:>11g}  {'ok' if ok else 'MISMATCH'}")
-        mismatches += [] if ok else [name]
-    print(f"FAIL: {', '.join(mismatches)} differ from metadata.json" if mismatches else "OK: figures match")
-    return 1 if mismatches else 0
+        print(f"recomputed {name} {mine}, recorded {theirs} (tolerance {tolerance:g})")
+        if mine != theirs and (None in (mine, theirs) or abs(mine - theirs) > tolerance):
+            problems.append(
+                f"{name} {mine} differs from the recorded {name} {theirs} by more than {tolerance:g}"
+            )
+    if args.max_rmse is not None and figures["rmse"] > args.max_rmse:
+        problems.append(f"rmse {figures['rmse']:.6f} is above --max-rmse {args.max_rmse}")
+    for problem in problems:
+        print(f"FAIL: {problem}", file=sys.stderr)
+    if not problems:
+        print("OK: every figure matches metadata.json")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
