@@ -32,12 +32,11 @@ import numpy as np
 
 from app.bundle import ENCODERS_FILE, METADATA_FILE
 from app.bundle_store import CURRENT, current_bundle_path
-from benchmarks import report, training_speed
+from benchmarks import RESULTS, report, save, stamp, training_speed
 from benchmarks.servers import REPO, Server, children_cpu_seconds, machine_cpu_seconds
 from benchmarks.wrk import ENDPOINTS, ERROR_FIELDS, INSTALL_HINT, WrkRun, run_wrk, write_load_files
 
 SERVERS = ("real", "floor", "naive")
-RESULTS = Path(__file__).with_name("results")
 OTHERS_LIMIT_PERCENT = 15.0  # CPU (% of a core) of other processes above which a run is not clean
 RETRY_PAUSE_S = 20.0
 SETTLE_S = 15.0  # a server whose backlog does not drain within this after a run is restarted
@@ -108,7 +107,8 @@ class Bench:
                     self.run(server, endpoint, min(connections, 8), WARMUP_S)
                 result.runs.append(self.retried(server, result, endpoint, connections, duration))
                 if not self.settle(server):  # a backlog that would leak into the next run
-                    result.note(f"restarted after {endpoint} c={connections}: backlog not drained in 15 s")
+                    late = f"backlog not drained in {SETTLE_S:.0f} s"
+                    result.note(f"restarted after {endpoint} c={connections}: {late}")
                     result.peak_rss_mb = max(result.peak_rss_mb, server.memory_mb()[0])
                     server.stop(kill=True)
                     server, result.restarts = self.start(name, env), result.restarts + 1
@@ -124,7 +124,9 @@ class Bench:
         result.cpu_speed.append(cpu_speed())
         return result
 
-    def retried(self, server: Server, result: ServerResult, endpoint: str, connections: int, duration: float):
+    def retried(
+        self, server: Server, result: ServerResult, endpoint: str, connections: int, duration: float
+    ) -> WrkRun:
         """A run, again after a pause (up to --retries times) while other processes were busy."""
         for attempt in range(1, self.args.retries + 2):
             run = self.run(server, endpoint, connections, duration, attempt)
@@ -284,12 +286,7 @@ def session(args: argparse.Namespace, kind: str, profile=False) -> Iterator[tupl
     }
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
-        yield Bench(args, Path(folder), bundle, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")), document
-
-
-def save(document: dict[str, Any], kind: str, stamp: str) -> Path:
-    (path := RESULTS / f"{kind}-{stamp}.json").write_text(json.dumps(document, indent=1, default=str))
-    return path
+        yield Bench(args, Path(folder), bundle, stamp()), document
 
 
 def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
@@ -320,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         servers = compare(bench, args)
     print(report.comparison(servers, document["bundle"], args.duration))
     document |= {"servers": {name: asdict(s) for name, s in servers.items()}, **report.summary(servers)}
-    path = save(document, "load", bench.stamp)
+    path = save("load", document, bench.stamp)
     report.plot(servers, path.with_suffix(".png"), f"{document['bundle']['version']}, {os.cpu_count()} cores")
     print(f"saved: {path.relative_to(REPO)} and its .png")
     return 0

@@ -8,18 +8,17 @@ What it measures and reports: benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from statistics import mean
 
 from app.bundle import BundleError
 from app.bundle_store import current_bundle_path, point_current
-from benchmarks.servers import REPO, Server, copy_bundle_as
+from benchmarks import save
+from benchmarks.servers import Server, copy_bundle_as
 from benchmarks.wrk import ENDPOINTS, WrkRun, run_wrk, write_load_files
 
 
@@ -32,7 +31,6 @@ class Segment:
 
 def soak(model_dir: Path, minutes: float, seconds: float, connections: int, swap_every: int) -> list[Segment]:
     segments: list[Segment] = []
-    deadline = time.monotonic() + minutes * 60
     with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
         work, first = Path(scratch), current_bundle_path(model_dir).name
         models = work / "models"
@@ -40,6 +38,7 @@ def soak(model_dir: Path, minutes: float, seconds: float, connections: int, swap
         point_current(models, first)
         files = write_load_files(current_bundle_path(models), work)
         with Server(models, {"RELOAD_INTERVAL_S": "1"}, log_dir=work) as server:
+            deadline = time.monotonic() + minutes * 60
             while time.monotonic() + seconds <= deadline:
                 endpoint = ENDPOINTS[len(segments) % 2]
                 if swap_every and segments and len(segments) % swap_every == 0:
@@ -82,11 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             rps = [mean(r.requests_per_s for r in first), mean(r.requests_per_s for r in last)]
             drift[endpoint] = {"p99_ms": p99, "requests_per_s": rps}
             print(f"{endpoint:16s} p99 {p99[0]:.1f} -> {p99[1]:.1f} ms, {rps[0]:.0f} -> {rps[1]:.0f} req/s")
-    path = Path(__file__).with_name("results") / f"soak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.parent.mkdir(exist_ok=True)
     document = {"settings": vars(args), "errors": errors, "versions": versions, "drift_first_last": drift}
-    path.write_text(json.dumps(document | {"segments": [asdict(s) for s in segments]}, indent=1, default=str))
-    print(f"saved: {path.relative_to(REPO)}")
+    print(f"saved: {save('soak', document | {'segments': [asdict(s) for s in segments]})}")
     return 1 if errors else 0
 
 

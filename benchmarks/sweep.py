@@ -12,8 +12,8 @@ import sys
 import time
 from dataclasses import asdict
 
-from benchmarks import report
-from benchmarks.load import add_arguments, log, median, parse_env, save, session
+from benchmarks import report, save
+from benchmarks.load import add_arguments, log, median, parse_env, session
 
 DEFAULT_GRID = "BATCH_WINDOW_MS=0,1,2,5;BATCH_MAX_USERS=16,32,64,128;COMPUTE_THREADS=1,2"
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"{label}: failed: {error[:200]}" for label, error in failures.items()]
     print("\n".join(lines))
     document |= {"floor": asdict(floor), "by_settings": {k: asdict(v) for k, v in results.items()}}
-    print(f"saved: {save(document | {'failures': failures}, 'sweep', bench.stamp)}")
+    print(f"saved: {save('sweep', document | {'failures': failures}, bench.stamp)}")
     return 0
 
 

@@ -15,11 +15,11 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, astuple, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from app.bundle import METADATA_FILE
 from app.bundle_store import current_bundle_path
+from benchmarks import save
 from benchmarks.servers import REPO, children_cpu_seconds, machine_cpu_seconds
 
 CONFIGURATIONS = {"default": [], "seed": ["--preset", "seed"]}
@@ -70,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     print("".join(f"{title:>14}" for title in COLUMNS))
     for run in runs:
         print("".join(f"{v:>14}" if isinstance(v, str) else f"{v:>14,}" for v in astuple(run)))
-    path = Path(__file__).with_name("results") / f"training-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps({"command": " ".join(sys.argv), "runs": [asdict(r) for r in runs]}, indent=1))
-    print(f"saved: {path.relative_to(REPO)}")
+    print(f"saved: {save('training', {'command': ' '.join(sys.argv), 'runs': [asdict(r) for r in runs]})}")
     return 0
 
 
