@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     document |= {"servers": {name: asdict(s) for name, s in servers.items()}, **report.summary(servers)}
     path = save("load", document, bench.stamp)
     report.plot(servers, path.with_suffix(".png"), f"{document['bundle']['version']}, {os.cpu_count()} cores")
-    print(f"saved: {path.relative_to(REPO)} and its .png")
+    print(f"saved: {path.relative_to(REPO)}" + (" and its .png" if path.with_suffix(".png").exists() else ""))
     return 0
 
 

@@ -146,10 +146,13 @@ def comparison(servers: dict[str, ServerResult], bundle: dict[str, Any], duratio
         *(f"{name}: {note}" for name, server in servers.items() for note in server.notes),
         "",
         *runs_table(servers),
-        "\nReal server against the references (throughput ratios):",
-        f"{'endpoint':<17}{'conns':>6}{'real/floor':>11}{'real/naive':>11}{'real/floor by round':>22}",
     ]
-    for r in ratios(servers):
+    if len(servers) > 1 and "real" in servers:
+        lines.append("\nReal server against the references (throughput ratios):")
+        lines.append(
+            f"{'endpoint':<17}{'conns':>6}{'real/floor':>11}{'real/naive':>11}{'real/floor by round':>22}"
+        )
+    for r in ratios(servers) if len(servers) > 1 else ():
         floor, naive = ("-" if v is None else f"{v:.2f}" for v in (r.vs_floor, r.vs_naive))
         rounds = "/".join(f"{x:.2f}" for x in r.vs_floor_rounds) if len(r.vs_floor_rounds) > 1 else ""
         lines.append(f"{r.endpoint:<17}{r.connections:>6}{floor:>11}{naive:>11}{rounds:>22}")
@@ -164,20 +167,23 @@ def comparison(servers: dict[str, ServerResult], bundle: dict[str, Any], duratio
 
 
 def plot(servers: dict[str, ServerResult], path: Path, title: str) -> None:
-    """Throughput and p99 against connections, one line per server, one row per endpoint."""
+    """Throughput and p99 against connections, one line per server, one row per endpoint (if any
+    run was answered: a log axis cannot show a run that answered nothing)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    endpoints = [e for e in ENDPOINTS if any(w.endpoint == e for s in servers.values() for w in s.runs)]
+    answered = {w.endpoint for s in servers.values() for w in s.runs if w.requests}
+    endpoints = [endpoint for endpoint in ENDPOINTS if endpoint in answered]
+    if not endpoints:
+        return
     figure, axes = plt.subplots(len(endpoints), 2, figsize=(11, 4 * len(endpoints)), squeeze=False)
     styles = {"real": ("tab:blue", "o"), "floor": ("tab:green", "s"), "naive": ("tab:red", "^")}
     levels = sorted({w.connections for s in servers.values() for w in s.runs})
     for (throughput, latency), endpoint in zip(axes, endpoints, strict=True):
         for name, server in servers.items():
-            # A log axis cannot show a run that answered nothing; one with over 1% timeouts has no
-            # meaningful p99: it is drawn at the timeout, ringed.
+            # A run with over 1% timeouts has no meaningful p99: it is drawn at the timeout, ringed.
             runs = [w for w in server.runs if w.endpoint == endpoint and w.requests]
             x, (color, marker) = [w.connections for w in runs], styles[name]
             p99 = [w.timeout_s * 1e3 if w.overloaded else w.p99_ms for w in runs]
