@@ -36,7 +36,6 @@ from benchmarks import RESULTS, report, save, stamp, training_speed
 from benchmarks.servers import REPO, Server, children_cpu_seconds, machine_cpu_seconds
 from benchmarks.wrk import ENDPOINTS, ERROR_FIELDS, INSTALL_HINT, WrkRun, run_wrk, write_load_files
 
-SERVERS = ("real", "floor", "naive")
 OTHERS_LIMIT_PERCENT = 15.0  # CPU (% of a core) of other processes above which a run is not clean
 RETRY_PAUSE_S = 20.0
 SETTLE_S = 15.0  # a server whose backlog does not drain within this after a run is restarted
@@ -307,12 +306,14 @@ def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser("python -m benchmarks.load", description=__doc__.split("\n\n")[0])
     add_arguments(parser, [8, 32, 128])
-    parser.add_argument("--servers", type=lambda t: t.split(","), default=list(SERVERS), help="all three")
+    parser.add_argument(
+        "--servers", type=lambda t: t.split(","), default=list(report.SERVERS), help="all three"
+    )
     parser.add_argument("--endpoints", type=lambda t: t.split(","), default=list(ENDPOINTS), help="both")
     parser.add_argument("--profile", action="store_true", help="py-spy the real server at 32 connections")
     args = parser.parse_args(argv)
-    if not set(args.servers) <= set(SERVERS) or not set(args.endpoints) <= set(ENDPOINTS):
-        parser.error(f"servers are among {SERVERS}, endpoints among {ENDPOINTS}")
+    if not set(args.servers) <= set(report.SERVERS) or not set(args.endpoints) <= set(ENDPOINTS):
+        parser.error(f"servers are among {report.SERVERS}, endpoints among {ENDPOINTS}")
     with session(args, "load", args.profile) as (bench, document):
         servers = compare(bench, args)
     print(report.comparison(servers, document["bundle"], args.duration))

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 # The team's targets (benchmarks/README.md); measured, never tuned for.
 FLOOR_SHARE, P99_MS, READY_S, RSS_MB = 0.8, 50.0, 10.0, 1024.0
 TOLERANCE = 1e-3  # stars: answers within it agree
+SERVERS = ("real", "floor", "naive")
 
 
 @dataclass(frozen=True)
@@ -148,14 +149,18 @@ def comparison(servers: dict[str, ServerResult], bundle: dict[str, Any], duratio
         *runs_table(servers),
     ]
     if len(servers) > 1 and "real" in servers:
-        lines.append("\nReal server against the references (throughput ratios):")
+        lines.append("\nReal server against the references (throughput ratios; p99 in ms):")
         lines.append(
-            f"{'endpoint':<17}{'conns':>6}{'real/floor':>11}{'real/naive':>11}{'real/floor by round':>22}"
+            "endpoint          conns real/floor real/naive  p99 real   floor   naive  real/floor, rounds"
         )
     for r in ratios(servers) if len(servers) > 1 else ():
         floor, naive = ("-" if v is None else f"{v:.2f}" for v in (r.vs_floor, r.vs_naive))
+        runs = [
+            servers[name].find(r.endpoint, r.connections) if name in servers else None for name in SERVERS
+        ]
+        p99 = "".join(f"{run.p99_text if run else '-':>{w}}" for run, w in zip(runs, (10, 8, 8), strict=True))
         rounds = "/".join(f"{x:.2f}" for x in r.vs_floor_rounds) if len(r.vs_floor_rounds) > 1 else ""
-        lines.append(f"{r.endpoint:<17}{r.connections:>6}{floor:>11}{naive:>11}{rounds:>22}")
+        lines.append(f"{r.endpoint:<17}{r.connections:>6}{floor:>11}{naive:>11}{p99}  {rounds}")
     lines += ["", *servers_table(servers), ""]
     agreements = summary(servers)["agreement_with_real"]
     lines += [f"{name} vs real {found['detail']}" for name, found in agreements.items()]
