@@ -6,19 +6,20 @@ its output in a log file: never a pipe, which the server could fill and block on
 
     with Server(model_dir, {"RELOAD_INTERVAL_S": "0"}) as server:  # back once /readyz answers 200
         httpx.get(f"{server.url}/users/1/recommendations")
-    server = Server(model_dir, wait=False)  # a start that should fail
+    server = Server(model_dir, ready_within=None)  # a start that should fail: do not wait
     assert server.wait(120) == 2 and "python -m training" in server.log()
 
-`Server(model_dir, env=None, *, module="app", args=(), root=REPO, log_dir=None, wait=True,
-ready_timeout=120)`: `root` is the checkout whose `module` runs (before/after comparisons), `log_dir`
-where the log goes (default: a new temporary folder; the log stays). Then `url`, `port`, `pid`,
-`process` (the Popen), `ready_seconds` (process start to the first 200 from /readyz),
-`wait_ready(timeout)` (RuntimeError with the log's tail if the server exits or the deadline
-passes), `wait(timeout)` (exit code), `stop(kill=False)` (SIGTERM, 15 s, then SIGKILL, to this
-process only; also on leaving `with`), `log(last_lines=None)`, `memory_mb()` (peak and current
-RSS), `cpu_seconds()`, `fetch(path, body=None)` (the JSON answer to a GET, or to a POST of `body`).
-Beside it: `free_port()`, and `copy_bundle_as(bundle, model_dir, version)`, which copies a bundle
-under a new version name, as training would publish it, for live swaps (`current` left alone).
+`Server(model_dir, env=None, *, module="app", args=(), root=REPO, log_dir=None, ready_within=120)`
+returns once the server is ready (`ready_within` seconds at most; None: at once). `root` is the
+checkout whose `module` runs (before/after comparisons); the log goes to `log_dir` (default: a new
+temporary folder) and stays. Then `url`, `port`, `pid`, `process` (the Popen), `ready_seconds`
+(process start to the first 200 from /readyz), `wait_ready(timeout)` (RuntimeError with the log's
+tail if the server exits or the deadline passes), `wait(timeout)` (exit code), `stop(kill=False)`
+(SIGTERM, 15 s, then SIGKILL, to this process only; also on leaving `with`), `log(last_lines=None)`,
+`memory_mb()` (peak and current RSS), `cpu_seconds()`, `fetch(path, body=None)` (the JSON answer to
+a GET, or to a POST of `body`). Beside it: `free_port()`, and `copy_bundle_as(bundle, model_dir,
+version)`, which copies a bundle under a new version name, as training would publish it, for live
+swaps (`current` left alone).
 """
 
 from __future__ import annotations
@@ -58,8 +59,7 @@ class Server(contextlib.AbstractContextManager):
         args: Sequence[str] = (),
         root: Path = REPO,
         log_dir: Path | None = None,
-        wait: bool = True,
-        ready_timeout: float = 120.0,
+        ready_within: float | None = 120.0,
     ) -> None:
         self.port = free_port()
         self.url, self.ready_seconds = f"http://{HOST}:{self.port}", None
@@ -74,8 +74,8 @@ class Server(contextlib.AbstractContextManager):
             streams = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": log}
             self.process = subprocess.Popen(command, cwd=root, env=environment, **streams)
         try:
-            if wait:
-                self.wait_ready(ready_timeout)
+            if ready_within is not None:
+                self.wait_ready(ready_within)
         except BaseException:
             self.stop()
             raise
