@@ -295,9 +295,8 @@ def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
     for number in range(1, args.repeat + 1):
         for name in args.servers if number == 1 else [s for s in args.servers if s != "naive"]:
             log(f"=== round {number}/{args.repeat}: {name}")
-            env, profile = (
-                (args.env, args.profile and number == args.repeat) if name == "real" else ({}, False)
-            )
+            last = number == args.repeat
+            env, profile = (args.env, args.profile and last) if name == "real" else ({}, False)
             rounds.setdefault(name, []).append(bench.measure(name, plan, env, number == 1, profile))
             time.sleep(1)  # let the port and the cores go quiet between servers
     return {name: median(results) for name, results in rounds.items()}
@@ -306,10 +305,8 @@ def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser("python -m benchmarks.load", description=__doc__.split("\n\n")[0])
     add_arguments(parser, [8, 32, 128])
-    parser.add_argument(
-        "--servers", type=lambda t: t.split(","), default=list(report.SERVERS), help="all three"
-    )
-    parser.add_argument("--endpoints", type=lambda t: t.split(","), default=list(ENDPOINTS), help="both")
+    parser.add_argument("--servers", type=lambda t: t.split(","), default=list(report.SERVERS))
+    parser.add_argument("--endpoints", type=lambda t: t.split(","), default=list(ENDPOINTS))
     parser.add_argument("--profile", action="store_true", help="py-spy the real server at 32 connections")
     args = parser.parse_args(argv)
     if not set(args.servers) <= set(report.SERVERS) or not set(args.endpoints) <= set(ENDPOINTS):
