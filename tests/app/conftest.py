@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.bundle_store import point_current
-from tests.support.bundles import copy_bundle_as
+from benchmarks.servers import copy_bundle_as
 
 
 @pytest.fixture(scope="package")

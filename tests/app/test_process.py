@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support.servers import free_port, live_server, start_server
+from benchmarks.servers import Server
 
 # Each test waits on real processes with limits of its own (120 s for a server to exit, 60 s for it
 # to be ready, 120 s for Chromium), above the suite's ceiling: those limits fail first and say
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def test_a_missing_bundle_stops_start_up_with_a_way_to_make_one(tmp_path):
-    server = start_server(tmp_path / "nothing-here", free_port())
-    _, stderr = server.communicate(timeout=120)
-    assert server.returncode != 0
+    server = Server(tmp_path / "nothing-here", ready_within=None)
+    assert server.wait(120) != 0
+    stderr = server.log()
     assert "nothing-here/current" in stderr
     assert "python -m training" in stderr
     assert "Traceback" not in stderr
@@ -34,16 +34,16 @@ def test_a_corrupt_bundle_stops_start_up_naming_the_file(tmp_path, tiny_model_di
     shutil.copytree(tiny_model_dir.resolve() / "current", broken / "v1", symlinks=False)
     (broken / "current").symlink_to("v1")
     (broken / "v1" / "model.keras").write_bytes(b"not a keras archive")
-    server = start_server(broken, free_port())
-    _, stderr = server.communicate(timeout=120)
-    assert server.returncode != 0
+    server = Server(broken, ready_within=None)
+    assert server.wait(120) != 0
+    stderr = server.log()
     assert "model.keras" in stderr and "python -m training" in stderr
 
 
 def test_an_invalid_setting_stops_start_up_naming_it(tiny_model_dir):
-    server = start_server(tiny_model_dir, free_port(), BATCH_WINDOW_MS="5000")
-    _, stderr = server.communicate(timeout=120)
-    assert server.returncode == 2
+    server = Server(tiny_model_dir, {"BATCH_WINDOW_MS": "5000"}, ready_within=None)
+    assert server.wait(120) == 2
+    stderr = server.log()
     assert "BATCH_WINDOW_MS" in stderr and "Traceback" not in stderr
 
 
@@ -55,13 +55,15 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_model_dir):
             return client.get(f"{url}/users/{user_id}/recommendations").status_code
 
     # A long batching window holds every request inside the server; SIGTERM comes once all 16 wait.
-    with live_server(tiny_model_dir, BATCH_WINDOW_MS="1000") as (server, url), ThreadPoolExecutor(16) as pool:
+    settings = {"BATCH_WINDOW_MS": "1000", "RELOAD_INTERVAL_S": "0"}
+    with Server(tiny_model_dir, settings) as server, ThreadPoolExecutor(16) as pool:
+        url = server.url
         futures = [pool.submit(ask, i) for i in range(16)]
         deadline = time.monotonic() + 30
         while 'model_queue_depth{kind="recommend"} 16.0' not in httpx.get(f"{url}/metrics").text:
             assert time.monotonic() < deadline, "the 16 requests never all waited in the queue"
             time.sleep(0.02)
-        server.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         statuses = [future.result() for future in futures]
         assert server.wait(15) == 0
     assert statuses == [200] * 16
@@ -72,7 +74,8 @@ def test_docs_page_renders_offline_in_headless_chromium(tiny_model_dir, tmp_path
         pytest.fail(
             "no chromium on PATH: apt-get install chromium (Debian's headless browser)", pytrace=False
         )
-    with live_server(tiny_model_dir) as (_, url):
+    with Server(tiny_model_dir, {"RELOAD_INTERVAL_S": "0"}) as server:
+        url = server.url
         rendered = subprocess.run(
             [
                 "chromium",

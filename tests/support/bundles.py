@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from app.bundle import METADATA_FILE, Bundle
+from app.bundle import Bundle
 
 
 def sha256_of(path: Path) -> str:
@@ -27,19 +25,6 @@ def snapshot(model_dir: Path) -> dict:
     }
     entries = sorted(p.name for p in model_dir.iterdir())
     return {"current": os.readlink(link) if link.is_symlink() else None, "entries": entries, "files": files}
-
-
-def copy_bundle_as(bundle: Path, model_dir: Path, version: str) -> Path:
-    """Copies a bundle folder into `model_dir/version`, its metadata renamed to that version.
-
-    Same weights under another version name: what a live swap needs to be seen.
-    """
-    copy = model_dir / version
-    shutil.copytree(bundle, copy)
-    metadata = json.loads((copy / METADATA_FILE).read_text())
-    metadata["version"] = version
-    (copy / METADATA_FILE).write_text(json.dumps(metadata))
-    return copy
 
 
 def expected_top(bundle: Bundle, user_id: int, k: int) -> tuple[list[int], np.ndarray]:

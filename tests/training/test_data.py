@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from benchmarks.servers import free_port
 from tests.support import REPO
 from tests.support.bundles import sha256_of, snapshot
-from tests.support.servers import free_port
 from training.cli import main
 from training.data import DataError, load, resolve_source
 

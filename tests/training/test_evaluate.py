@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shutil
@@ -11,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.support import REPO
+from benchmarks import check_bundle
 from training.evaluate import (
     Biases,
     binary_crossentropy,
@@ -149,21 +148,12 @@ def test_the_bundle_records_model_and_baseline_figures(tiny_bundle):
     assert metrics["global mean"]["ndcg@10"] is None and metrics["most popular"]["rmse"] is None
 
 
-def load_check_script():
-    path = REPO / "benchmarks" / "check_bundle_rmse.py"
-    spec = importlib.util.spec_from_file_location("check_bundle_rmse", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_recorded_rmse_matches_an_independent_recomputation(tiny_model_dir, tiny_data_dir, capsys):
-    check = load_check_script()
     argv = ["--bundle", str(tiny_model_dir / "current"), "--data-dir", str(tiny_data_dir)]
-    assert check.main([*argv, "--max-rmse", "5", "--tolerance", "1e-4"]) == 0, capsys.readouterr()
+    assert check_bundle.main([*argv, "--max-rmse", "5", "--tolerance", "1e-4"]) == 0, capsys.readouterr()
     assert "recomputed rmse" in capsys.readouterr().out
     # The threshold bites.
-    assert check.main([*argv, "--max-rmse", "0.01"]) == 1
+    assert check_bundle.main([*argv, "--max-rmse", "0.01"]) == 1
     assert "above --max-rmse" in capsys.readouterr().err
 
 
@@ -173,6 +163,6 @@ def test_the_independent_check_catches_a_wrong_recorded_rmse(tmp_path, tiny_bund
     metadata = json.loads((bundle / "metadata.json").read_text())
     metadata["metrics"]["model"]["rmse"] += 0.01
     (bundle / "metadata.json").write_text(json.dumps(metadata))
-    check = load_check_script()
-    assert check.main(["--bundle", str(bundle), "--data-dir", str(tiny_data_dir), "--max-rmse", "5"]) == 1
+    argv = ["--bundle", str(bundle), "--data-dir", str(tiny_data_dir), "--max-rmse", "5"]
+    assert check_bundle.main(argv) == 1
     assert "differs from the recorded rmse" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """The real ml-latest-small (`MOVIELENS_DIR`, else downloaded): read, split and trained on.
 
 Training here is cut to one epoch of one member: these tests check that the real files flow
-through to a published bundle, not the model's quality (benchmarks/check_bundle_rmse.py does).
+through to a published bundle, not the model's quality (`python -m benchmarks.check_bundle` does).
 """
 
 from __future__ import annotations

@@ -5,13 +5,14 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.support.servers import live_server
+from benchmarks.servers import Server
 
 EXAMPLES_PER_OPERATION = 40
 
 
 def test_no_server_error_and_every_answer_fits_the_schema(tiny_model_dir):
-    with live_server(tiny_model_dir, ADMIN_TOKEN="fuzz-token") as (_, url):
+    with Server(tiny_model_dir, {"ADMIN_TOKEN": "fuzz-token", "RELOAD_INTERVAL_S": "0"}) as server:
+        url = server.url
         schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]
         assert len(operations) >= 9
