@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
-    """Every knob of the server; each one is the environment variable of the same name."""
+class DatabaseSettings(BaseSettings):
+    """Where the feedback store lives: read the same way by the server and by training."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
+
+    state_dir: Path = Field(
+        Path("state"), description="folder of the SQLite feedback database (used without DATABASE_URL)"
+    )
+    database_url: str | None = Field(
+        None,
+        description="postgresql://user:password@host:port/database to store feedback in PostgreSQL; "
+        "unset: SQLite, STATE_DIR/feedback.db",
+    )
+    database_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="longest a database call may take before it fails (503 for writes)"
+    )
+    database_check_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="how often the database is checked while nothing else reaches it"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value:  # empty counts as unset
+            from app.feedback.db import async_url
+
+            async_url(value)  # raises ValueError with the accepted forms
+        return value or None
+
+    def feedback_database_url(self) -> str:
+        """`DATABASE_URL`, else the SQLite file under `STATE_DIR`."""
+        from app.feedback.db import sqlite_path, sqlite_url
+
+        return self.database_url or sqlite_url(sqlite_path(self.state_dir))
+
+
+class Settings(DatabaseSettings):
+    """Every knob of the server; each one is the environment variable of the same name."""
 
     model_dir: Path = Field(Path("models"), description="folder whose `current` bundle is served")
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
@@ -38,7 +73,39 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="enables POST /admin/reload for callers that send it as a bearer token"
     )
+    api_token: SecretStr | None = Field(
+        None, description="when set, every write route needs it as a bearer token; unset, writes are open"
+    )
+    allow_anonymous_writes: bool = Field(
+        False, description="allow open writes (no API_TOKEN) while listening beyond loopback"
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS; none (no CORS headers) by default"
     )
     shutdown_grace_s: float = Field(10.0, ge=0, description="time in-flight requests get on SIGTERM")
+
+    @field_validator("admin_token", "api_token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("set but empty: unset it, or set a real token")
+        return value
+
+    def exposure_problem(self) -> str | None:
+        """Why serving as configured would expose open writes beyond this machine, or None."""
+        if self.api_token is not None or self.allow_anonymous_writes or is_loopback(self.host):
+            return None
+        return (
+            f"listening on {self.host} (beyond loopback) with writes open to anyone: set API_TOKEN, "
+            "or ALLOW_ANONYMOUS_WRITES=true to allow that on purpose"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to listen on is reachable from this machine only."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

@@ -1,0 +1,1 @@
+"""Alembic migrations of the feedback database (applied by `app.feedback.db.migrate`)."""
