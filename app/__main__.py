@@ -27,12 +27,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     overrides = {name: value for name, value in vars(args).items() if value is not None}
     settings = settings.model_copy(update=overrides)
+    problem = settings.exposure_problem()
+    if problem:
+        print(f"cannot serve: {problem}", file=sys.stderr)
+        return 2
     limit_compute_threads(settings.compute_threads)
 
     import uvicorn
 
     from app.bundle import BundleError
     from app.bundle_store import current_bundle_path
+    from app.feedback.db import async_url, describe
     from app.main import create_app
     from app.served import ServedBundle
 
@@ -45,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn drains on SIGTERM, then re-raises the signal; a no-op handler makes that a clean exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     print(
-        f"serving {preloaded.version}: docs at http://{settings.host}:{settings.port}/docs", file=sys.stderr
+        f"serving {preloaded.version}: docs at http://{settings.host}:{settings.port}/docs; feedback in "
+        f"{describe(async_url(settings.feedback_database_url()))}",
+        file=sys.stderr,
     )
     uvicorn.run(
         app,

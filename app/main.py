@@ -11,8 +11,10 @@ from fastapi_offline import FastAPIOffline
 
 from app import logs
 from app.api import errors
+from app.api.auth import require_bearer
 from app.api.routes import api_router
 from app.api.routes.operations import admin_router
+from app.api.routes.ratings import write_router
 from app.body_limit import BodySizeLimit
 from app.metrics import create_metrics
 from app.served import ServedBundle
@@ -25,6 +27,7 @@ Movie recommendations from a matrix-factorisation model trained on MovieLens rat
 
 * `GET /users/{user_id}/recommendations?k=10`: the best movies a user has not rated.
 * `POST /predict`: predicted stars for user-movie pairs.
+* `PUT`, `POST`, `DELETE /users/{user_id}/ratings...`: store ratings; the next model learns from them.
 
 Ratings are on MovieLens's scale of 0.5 to 5 stars. Errors are JSON with a `detail`.
 """
@@ -50,10 +53,17 @@ def create_app(settings: Settings | None = None, preloaded: ServedBundle | None 
         title="Movie recommender", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
     )
     app.include_router(api_router)
+    writes = [] if settings.api_token is None else [require_bearer(settings.api_token, "API_TOKEN")]
+    app.include_router(write_router, dependencies=writes)
     if settings.admin_token is not None:
-        app.include_router(admin_router)
+        app.include_router(admin_router, dependencies=[require_bearer(settings.admin_token, "ADMIN_TOKEN")])
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["authorization", "content-type"],
+        )
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTelemetry, metrics=metrics)
     errors.install(app)

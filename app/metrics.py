@@ -21,6 +21,7 @@ class Metrics:
     model_events: Counter
     rejected: Counter
     queued: Gauge
+    database_up: Gauge
 
 
 def create_metrics() -> Metrics:
@@ -54,5 +55,8 @@ def create_metrics() -> Metrics:
         queued=Gauge("model_queue_depth", "Requests waiting for a model call", ["kind"], registry=registry),
         rejected=Counter(
             "overload_rejections", "Requests answered 503 because the queue was full", registry=registry
+        ),
+        database_up=Gauge(
+            "feedback_database_up", "1 while the feedback database answers, else 0", registry=registry
         ),
     )

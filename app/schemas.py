@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from app.feedback.schema import MAX_ID, RATING_MAX, RATING_MIN, RATING_STEP, valid_rating
 
 UserId = Field(description="A MovieLens userId", examples=[1])
 MovieId = Field(description="A MovieLens movieId", examples=[318])
@@ -73,16 +76,102 @@ class Predictions(BaseModel):
     predictions: list[Prediction] = Field(description="One per pair, in request order")
 
 
+RatedAt = Field(description="When the rating was stored (UTC)", examples=["2026-11-30T08:15:00.123456Z"])
+
+
+def _half_stars(stars: float) -> float:
+    """Exactly a half star (pydantic's multiple_of tolerates 4.500000000000001)."""
+    if not valid_rating(stars):
+        raise ValueError(f"must be {RATING_MIN} to {RATING_MAX} stars in half stars")
+    return stars
+
+
+Stars = Annotated[
+    float,
+    Field(
+        ge=RATING_MIN,
+        le=RATING_MAX,
+        multiple_of=RATING_STEP,
+        allow_inf_nan=False,
+        description="Stars, 0.5 to 5 in half stars",
+        examples=[4.5],
+    ),
+    AfterValidator(_half_stars),
+]
+# Ids of the feedback routes: positive and exact in JSON (at most 2**53 - 1).
+FeedbackId = {"ge": 1, "le": MAX_ID}
+
+
 class RatedMovie(BaseModel):
     movie_id: int = MovieId
     title: str = Title
     genres: list[str] = Genres
     rating: float = Field(description="The user's own rating in stars", examples=[5.0])
+    source: Literal["dataset", "feedback"] = Field(
+        description="'dataset': from the data set the model was trained on; 'feedback': stored through "
+        "this API (it replaces the data set's rating of the same movie)",
+        examples=["feedback"],
+    )
+    rated_at: datetime | None = Field(
+        description="When a stored rating was given (UTC); null for the data set's", examples=[None]
+    )
 
 
 class UserRatings(BaseModel):
     user_id: int = UserId
     ratings: list[RatedMovie] = Field(description="The user's highest-rated movies, best first")
+    feedback: Literal["ok", "unavailable"] = Field(
+        description="'unavailable' when the feedback database could not be reached: only the data set's "
+        "ratings are listed",
+        examples=["ok"],
+    )
+
+
+class RatingBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"rating": 4.5}]})
+
+    rating: Stars
+
+
+class RatingItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    movie_id: int = Field(**FeedbackId, description="A movie of the catalogue", examples=[318])
+    rating: Stars
+
+
+class RatingsBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"ratings": [{"movie_id": 318, "rating": 4.5}, {"movie_id": 1, "rating": 3}]}]
+        },
+    )
+
+    ratings: list[RatingItem] = Field(
+        min_length=1,
+        max_length=1000,
+        description="1 to 1,000 ratings, each movie at most once; stored all together or not at all",
+    )
+
+
+class StoredRating(BaseModel):
+    user_id: int = UserId
+    movie_id: int = MovieId
+    rating: float = Field(description="The stored rating in stars", examples=[4.5])
+    rated_at: datetime = RatedAt
+
+
+class StoredRatingOfMovie(BaseModel):
+    movie_id: int = MovieId
+    rating: float = Field(description="The stored rating in stars", examples=[4.5])
+    rated_at: datetime = RatedAt
+
+
+class StoredRatings(BaseModel):
+    user_id: int = UserId
+    ratings: list[StoredRatingOfMovie] = Field(description="What is stored now, in request order")
 
 
 class Movie(BaseModel):
@@ -97,4 +186,10 @@ class Status(BaseModel):
     status: str = Field(description="'ok', 'ready' or what the server is waiting for", examples=["ok"])
     model_version: str | None = Field(
         default=None, description="Served bundle, once loaded", examples=["20261129T055109519036Z-4350"]
+    )
+    database: Literal["ok", "unavailable"] | None = Field(
+        default=None,
+        description="Readiness only: the feedback database. 'unavailable' leaves readiness at 200 "
+        "(reads and recommendations still work from the bundle) while writes answer 503",
+        examples=["ok"],
     )

@@ -1,8 +1,10 @@
-"""The server's shared state: the served bundle, its batchers, and live swaps.
+"""The server's shared state: the served bundle, its batchers, live swaps, and the feedback store.
 
 One `Service` lives for the app's lifetime. Model calls run on a single worker thread, so the
 two batchers never fight over the cores; loading a new bundle runs on another thread, beside the
-model in service, and the swap is one reference assignment.
+model in service, and the swap is one reference assignment. The feedback store is opened in
+`start` (migrating its schema; a database that is down only makes it unavailable) and closed in
+`stop`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from app.batcher import Batched, MicroBatcher
 from app.bundle import BundleError
 from app.bundle_store import current_bundle_path
+from app.feedback import FeedbackStore
 from app.inference import PredictRequest, RecommendRequest, predict_batch, recommend_batch
 from app.logs import log
 from app.metrics import Metrics
@@ -41,6 +44,8 @@ class Service:
         self._predict = self._batcher(predict_batch, "predict", settings.batch_max_requests)
         metrics.queued.labels("recommend").set_function(lambda: self._recommend.queued)
         metrics.queued.labels("predict").set_function(lambda: self._predict.queued)
+        self.feedback = FeedbackStore.from_settings(settings)
+        metrics.database_up.set_function(lambda: float(self.feedback.available))
         self._reload_lock = asyncio.Lock()
         self._refused: Path | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -66,6 +71,7 @@ class Service:
         self._install(bundle, "loaded")
         self._recommend.start()
         self._predict.start()
+        await self.feedback.start()
         if self.settings.reload_interval_s > 0:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="bundle-watcher")
 
@@ -76,6 +82,7 @@ class Service:
                 await self._watcher
         await self._recommend.stop()
         await self._predict.stop()
+        await self.feedback.close()
         self._executor.shutdown(wait=True)
         self.bundle = None
 

@@ -6,3 +6,4 @@ from app.schemas import ErrorMessage
 
 NOT_FOUND = {404: {"model": ErrorMessage, "description": "Unknown id"}}
 UNAVAILABLE = {503: {"model": ErrorMessage, "description": "Not ready, or overloaded: retry later"}}
+UNAUTHORIZED = {401: {"model": ErrorMessage, "description": "No valid bearer token (when one is required)"}}

@@ -13,7 +13,11 @@ from tests.support.api import assert_clean_4xx
 def test_model_health_readiness_and_metrics(client, tiny_loaded):
     assert client.get("/model").json()["version"] == tiny_loaded.version
     assert client.get("/healthz").json()["status"] == "ok"
-    assert client.get("/readyz").json() == {"status": "ready", "model_version": tiny_loaded.version}
+    assert client.get("/readyz").json() == {
+        "status": "ready",
+        "model_version": tiny_loaded.version,
+        "database": "ok",
+    }
     client.get(f"/users/{tiny_loaded.encoders.users[0]}/recommendations")
     text = client.get("/metrics").text
     assert 'http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}' in text
