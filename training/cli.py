@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from training.config import SEED_PRESET, TrainingConfig
+from training.schedule import parse_period
 
 HELP = {
     "members": "independently trained models averaged inside the saved model",
@@ -62,6 +63,23 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do nothing (exit 0) when the model folder already has a current bundle",
     )
+    parse.add_argument(
+        "--database-url",
+        help="the feedback database whose stored ratings are merged into the data set, a stored "
+        "rating replacing the data set's (default: $DATABASE_URL, else $STATE_DIR/feedback.db if it "
+        "exists, as the server uses)",
+    )
+    parse.add_argument(
+        "--no-feedback", action="store_true", help="train on the data set alone, ignoring stored ratings"
+    )
+    parse.add_argument(
+        "--every",
+        type=parse_period,
+        metavar="PERIOD",
+        help="retrain on a schedule: train and publish, then sleep until the next run, until SIGTERM; "
+        "a failed run is reported in one line and retried at the next period (units s, m, h, d: "
+        "30m, 6h, 1d)",
+    )
     for field in dataclasses.fields(TrainingConfig):
         kind = FLAG_TYPES[str(field.type)]
         parse.add_argument(
@@ -89,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     parse = parser()
     args = parse.parse_args(argv)
     from app.bundle import BundleError
-    from app.bundle_store import CURRENT, current_bundle_path
+    from app.bundle_store import current_bundle_path
 
+    if args.every and args.if_missing:
+        parse.error("--every and --if-missing do not go together")
     if args.if_missing:
         try:
             print(f"bundle present at {current_bundle_path(args.model_dir)}; nothing to do")
@@ -102,15 +122,40 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parse.error(str(error))  # exit status 2, as for any other bad flag
     try:
-        from training.data import DataError, resolve_source
-        from training.run import run
+        if args.every:
+            from training.schedule import run_every
 
-        folder = run(resolve_source(args.data_dir), args.model_dir, config)
-    except (DataError, BundleError, OSError, ValueError) as error:
-        print(f"training failed: {error}", file=sys.stderr)
-        return 1
+            return run_every(args.every, lambda: train_once(args, config, scheduled=True)[1])
+        status, outcome = train_once(args, config)
     except KeyboardInterrupt:
         print("training interrupted: the current bundle is unchanged", file=sys.stderr)
         return 130
-    print(f"bundle written to {folder} and published as {args.model_dir / CURRENT}")
-    return 0
+    print(outcome, file=sys.stderr if status else sys.stdout)
+    return status
+
+
+def train_once(args: argparse.Namespace, config: TrainingConfig, scheduled: bool = False) -> tuple[int, str]:
+    """One run; its exit status and its outcome in one line. Scheduled, no Exception escapes."""
+    from app.bundle import BundleError
+    from app.bundle_store import CURRENT
+    from app.feedback import FeedbackUnavailable
+    from training.data import DataError, resolve_source
+
+    expected = (DataError, BundleError, FeedbackUnavailable, OSError, ValueError)
+    try:
+        from training.feedback import feedback_database_url
+        from training.run import run
+
+        database_url = None if args.no_feedback else feedback_database_url(args.database_url)
+        folder = run(resolve_source(args.data_dir), args.model_dir, config, database_url)
+    except Exception as error:
+        if not (scheduled or isinstance(error, expected)):
+            raise
+        reason = str(error).strip().splitlines()
+        return 1, f"training failed: {reason[0] if reason else type(error).__name__}"
+    finally:
+        if scheduled:  # the next run builds its models afresh: free this run's graphs
+            import keras
+
+            keras.backend.clear_session()
+    return 0, f"bundle written to {folder} and published as {args.model_dir / CURRENT}"

@@ -22,6 +22,7 @@ from training.fit import FittedModel
 def describe_run(
     version: str,
     data: MovieLens,
+    feedback: dict[str, Any],
     encoded: Encoded,
     split: Split,
     fitted: FittedModel,
@@ -39,6 +40,7 @@ def describe_run(
             "ratings": len(encoded.stars),
             "users": encoded.n_users,
             "movies": encoded.n_movies,
+            **feedback,
         },
         split={
             "method": "shuffle with RandomState(seed), first part train, rest validation",

@@ -1,9 +1,10 @@
 """One training run, from a data source to a published bundle.
 
-Steps: load and check the ratings, encode ids, split as the seed does, fit the ensemble (early
-stopping looks only at a tail slice of the training part), evaluate on the validation part beside
-baselines, and publish the bundle. Nothing touches the model folder until the very end, and then
-only through `app.bundle_store.publish_bundle`, which publishes atomically.
+Steps: load and check the ratings, merge in the ratings stored through the API, encode ids, split
+as the seed does, fit the ensemble (early stopping looks only at a tail slice of the training
+part), evaluate on the validation part beside baselines, and publish the bundle. Nothing touches
+the model folder until the very end, and then only through `app.bundle_store.publish_bundle`,
+which publishes atomically.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from training.config import TrainingConfig
 from training.data import MovieLens, load
 from training.dataset import encode, seed_split
 from training.evaluate import evaluate_all, format_table
+from training.feedback import merge_feedback, read_feedback
 from training.fit import fit
 from training.metadata import describe_run
 from training.plot import plot_loss
 
 
-def run(source: Path, model_dir: Path, config: TrainingConfig) -> Path:
-    """Trains on `source`, evaluates, writes and publishes a bundle; returns its folder."""
+def run(source: Path, model_dir: Path, config: TrainingConfig, feedback_url: str | None = None) -> Path:
+    """Trains on `source` and the ratings stored in `feedback_url` (if given), evaluates, writes
+    and publishes a bundle; returns its folder."""
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    data = load(source)
+    data, feedback = merge_feedback(load(source), read_feedback(feedback_url) if feedback_url else None)
     encoded = encode(data.ratings)
     split = seed_split(len(encoded.stars), config.validation_fraction, config.seed)
     fitted = fit(encoded, split.train, split.validation, config)
@@ -37,7 +40,7 @@ def run(source: Path, model_dir: Path, config: TrainingConfig) -> Path:
     print(format_table(metrics))
     version = new_version()
     metadata = describe_run(
-        version, data, encoded, split, fitted, metrics, config, time.perf_counter() - started
+        version, data, feedback, encoded, split, fitted, metrics, config, time.perf_counter() - started
     )
 
     def write(folder: Path) -> None:
