@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.feedback.schema import MAX_ID, RATING_MAX, RATING_MIN, RATING_STEP, valid_rating
 
@@ -102,6 +102,18 @@ Stars = Annotated[
 FeedbackId = {"ge": 1, "le": MAX_ID}
 
 
+def _integral(value: object) -> object:
+    """134.0 is an integer to JSON Schema: accept it as 134 (strict mode refuses any float)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+BodyId = Annotated[
+    int,
+    Field(**FeedbackId, description="A movie of the catalogue", examples=[318]),
+    BeforeValidator(_integral),
+]
+
+
 class RatedMovie(BaseModel):
     movie_id: int = MovieId
     title: str = Title
@@ -136,7 +148,7 @@ class RatingBody(BaseModel):
 class RatingItem(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    movie_id: int = Field(**FeedbackId, description="A movie of the catalogue", examples=[318])
+    movie_id: BodyId
     rating: Stars
 
 
