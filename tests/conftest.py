@@ -22,6 +22,9 @@ from tests.support import movielens
 from tests.support.data import catalogue, random_ratings, write_movielens
 from tests.support.training import train
 
+# Feedback store fixtures (tests.support.feedback): both database engines, a private STATE_DIR.
+pytest_plugins = ("tests.support.feedback",)
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -13,6 +13,8 @@ from app.bundle import load_bundle
 from app.bundle_store import current_bundle_path
 from app.feedback import ExportedRatings, FeedbackStore
 from app.feedback.db import sqlite_url
+from tests.support.bundles import snapshot
+from tests.support.training import train
 from training.data import MovieLens
 from training.feedback import feedback_database_url, merge_feedback
 
@@ -110,7 +112,7 @@ def test_the_next_bundle_learns_from_stored_ratings(
 
 
 def test_an_unreachable_database_fails_the_run_in_one_line_and_keeps_current(
-    tmp_path, tiny_data_dir, model_dir_copy, snapshot, train, capsys
+    tmp_path, tiny_data_dir, model_dir_copy, capsys
 ):
     before = snapshot(model_dir_copy)
     unreachable = f"postgresql://nobody@/feedback?host={tmp_path}&port=5432"
@@ -120,7 +122,7 @@ def test_an_unreachable_database_fails_the_run_in_one_line_and_keeps_current(
     assert snapshot(model_dir_copy) == before
 
 
-def test_no_feedback_trains_on_the_data_set_alone(tmp_path, tiny_data_dir, train, monkeypatch):
+def test_no_feedback_trains_on_the_data_set_alone(tmp_path, tiny_data_dir, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", f"postgresql://nobody@/feedback?host={tmp_path}&port=5432")
     model_dir = tmp_path / "models"
     assert train(tiny_data_dir, model_dir, "--members", "1", "--no-feedback") == 0

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.data import write_movielens
+from tests.support.training import train
 from training.schedule import next_start, parse_period, run_every
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,15 +69,13 @@ def test_a_failed_run_is_one_line_and_the_next_period_retries_until_sigterm(caps
     assert "stopped by SIGTERM" in lines[3]
 
 
-def test_every_and_if_missing_do_not_go_together(train, tmp_path):
+def test_every_and_if_missing_do_not_go_together(tmp_path):
     with pytest.raises(SystemExit) as exited:
         train(tmp_path, tmp_path, "--every", "1h", "--if-missing")
     assert exited.value.code == 2
 
 
-def test_the_scheduled_command_retrains_survives_a_failed_run_and_stops_on_sigterm(
-    tmp_path, write_movielens, tiny_ratings
-):
+def test_the_scheduled_command_retrains_survives_a_failed_run_and_stops_on_sigterm(tmp_path, tiny_ratings):
     data = write_movielens(tmp_path / "data", tiny_ratings)
     models = tmp_path / "models"
     command = [sys.executable, "-m", "training", "--every", "2s", "--data-dir", str(data)]
