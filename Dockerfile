@@ -3,8 +3,9 @@
 # One image for both programs (it holds the `training` extra too):
 #   docker build -t movie-recommender .
 #   docker run --rm -v models:/models movie-recommender python -m training --if-missing   # train
-#   docker run --rm -p 8000:8000 -v models:/models:ro movie-recommender                  # serve
-# docker-compose.yml wires the two together.
+#   docker run --rm -p 8000:8000 -v models:/models:ro -v state:/state -e API_TOKEN=... movie-recommender  # serve
+# (listening beyond loopback, the server needs API_TOKEN for its write routes, or
+# ALLOW_ANONYMOUS_WRITES=true). docker-compose.yml wires them together, with PostgreSQL.
 #
 # Stages: `deps` (third-party packages in a venv; rebuilt only when pyproject.toml changes),
 # `wheel` (the project's own code), `runtime` (the venv, then the project wheel on top, so a
@@ -45,14 +46,16 @@ FROM base AS runtime
 LABEL org.opencontainers.image.title="movie-recommender" \
       org.opencontainers.image.description="Movie recommendations over HTTP from a Keras model trained on MovieLens"
 
-# HOST: listen on every interface of the container. MODEL_DIR, MOVIELENS_CACHE_DIR: the mount
-# points of the model and download-cache volumes. Keras and matplotlib write their config and
-# caches under /tmp, so the image also works when run as an arbitrary uid.
+# HOST: listen on every interface of the container. MODEL_DIR, MOVIELENS_CACHE_DIR, STATE_DIR:
+# the mount points of the model, download-cache and (SQLite) feedback volumes. Keras and
+# matplotlib write their config and caches under /tmp, so the image also works when run as an
+# arbitrary uid.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
     PORT=8000 \
     MODEL_DIR=/models \
     MOVIELENS_CACHE_DIR=/cache \
+    STATE_DIR=/state \
     KERAS_HOME=/tmp/keras \
     MPLCONFIGDIR=/tmp/matplotlib \
     TF_CPP_MIN_LOG_LEVEL=2
@@ -62,8 +65,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 app \
     && useradd --system --no-log-init --uid 10001 --gid 10001 --create-home --home-dir /home/app \
         --shell /usr/sbin/nologin app \
-    && mkdir -p /models /cache \
-    && chown 10001:10001 /models /cache
+    && mkdir -p /models /cache /state \
+    && chown 10001:10001 /models /cache /state
 
 COPY --from=deps /opt/venv /opt/venv
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
