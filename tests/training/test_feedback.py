@@ -83,9 +83,7 @@ async def store_ratings(url: str, rows: dict[int, list[tuple[int, float]]]) -> N
         await store.close()
 
 
-def test_the_next_bundle_learns_from_stored_ratings(
-    feedback_url, tiny_data_dir, tiny_ratings, tmp_path, train
-):
+def test_the_next_bundle_learns_from_stored_ratings(feedback_url, tiny_data_dir, tiny_ratings, tmp_path):
     first = tiny_ratings.iloc[0]
     user, movie = int(first["userId"]), int(first["movieId"])
     replaced = 0.5 if first["rating"] != 0.5 else 5.0
