@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from app.main import create_app
+from benchmarks.servers import Server
 from tests.support.feedback import feedback_settings
-from tests.support.servers import live_server
 
 MOVIES_PER_USER = 100  # GET /users/{id}/ratings lists at most 100: each user's ratings fit in one answer
 
@@ -23,7 +23,7 @@ def test_every_acknowledged_write_survives_kill_9_of_the_server(
     after a restart every write that had been answered 200 is there."""
     movies = served_tiny_bundle.encoders.movies[:MOVIES_PER_USER]
     acknowledged: dict[tuple[int, int], float] = {}
-    env = {"DATABASE_URL": feedback_url, "LOG_LEVEL": "warning"}
+    env = {"DATABASE_URL": feedback_url, "RELOAD_INTERVAL_S": "0"}
 
     def writer(url: str, user_id: int, batched: bool) -> None:
         with httpx.Client(base_url=url, timeout=10) as client:
@@ -42,26 +42,28 @@ def test_every_acknowledged_write_survives_kill_9_of_the_server(
                 if response.status_code == 200:
                     acknowledged.update({(user_id, m): r for m, r in chunk})
 
-    with live_server(tiny_model_dir, **env) as (server, url):
+    with Server(tiny_model_dir, env) as server:
         writers = [
-            threading.Thread(target=writer, args=(url, 5000 + i, i % 2 == 1), daemon=True) for i in range(8)
+            threading.Thread(target=writer, args=(server.url, 5000 + i, i % 2 == 1), daemon=True)
+            for i in range(8)
         ]
         for thread in writers:
             thread.start()
         deadline = time.monotonic() + 60
         while len(acknowledged) < 300 and time.monotonic() < deadline:
             time.sleep(0.01)
-        server.kill()  # SIGKILL, with writes in flight
-        server.wait(10)
+        server.stop(kill=True)  # SIGKILL, with writes in flight
         for thread in writers:
             thread.join(15)
     assert len(acknowledged) >= 300, "too few writes before the kill to prove anything"
     assert len(acknowledged) < 8 * len(movies), "the kill should land while writers are still busy"
 
-    with live_server(tiny_model_dir, **env) as (_, url):
+    with Server(tiny_model_dir, env) as server:
         found: dict[tuple[int, int], float] = {}
         for user_id in {u for u, _ in acknowledged}:
-            body = httpx.get(f"{url}/users/{user_id}/ratings", params={"limit": 100}, timeout=10).json()
+            body = httpx.get(
+                f"{server.url}/users/{user_id}/ratings", params={"limit": 100}, timeout=10
+            ).json()
             found.update({(user_id, r["movie_id"]): r["rating"] for r in body["ratings"]})
     lost = {pair: stars for pair, stars in acknowledged.items() if found.get(pair) != stars}
     assert not lost, f"{len(lost)} acknowledged writes lost, e.g. {list(lost.items())[:3]}"

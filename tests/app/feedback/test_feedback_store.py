@@ -61,7 +61,7 @@ async def test_ratings_of_a_full_micro_batch_is_fast(store):
         found = await store.ratings_of(range(1, 65))
     per_call = (time.perf_counter() - started) / 20
     assert sum(map(len, found.values())) == 64 * 20
-    assert per_call < 0.05, f"{per_call * 1000:.1f} ms for 64 users x 20 ratings"
+    assert per_call < 0.1, f"{per_call * 1000:.1f} ms for 64 users x 20 ratings"
 
 
 async def test_put_many_answers_in_request_order_and_keeps_unchanged_rows(store):
