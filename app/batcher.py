@@ -1,10 +1,11 @@
 """Merging concurrent requests into one model call (micro-batching).
 
 A request submits its item and awaits a future. One worker task takes the first waiting item,
-keeps collecting for a short window or until a size cap, then runs the whole batch in a thread
-(off the event loop) and hands each request exactly its own result. While a batch runs, new items
-queue up and form the next batch, so under load batches grow by themselves. An exception in a
-batch fails only the requests in that batch.
+keeps collecting for a short window or until a size cap, lets an optional `prepare` coroutine
+complete the items on the event loop (one database query for the whole batch, say), then runs
+the whole batch in a thread (off the event loop) and hands each request exactly its own result.
+While a batch runs, new items queue up and form the next batch, so under load batches grow by
+themselves. An exception in a batch fails only the requests in that batch.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -45,8 +46,10 @@ class MicroBatcher(Generic[Item, Result]):
         max_queue: int,
         executor: Executor,
         on_batch: Callable[[int], None] = lambda size: None,
+        prepare: Callable[[list[Item]], Awaitable[list[Item]]] | None = None,
     ) -> None:
         self._process = process
+        self._prepare = prepare
         self._window = window
         self._max_items = max_items
         self._max_queue = max_queue
@@ -89,6 +92,8 @@ class MicroBatcher(Generic[Item, Result]):
             items = [item for item, _ in batch]
             self._on_batch(len(items))
             try:
+                if self._prepare is not None:
+                    items = await self._prepare(items)
                 results = await loop.run_in_executor(self._executor, self._process, items)
             except Exception as error:  # one failed batch fails its own requests, and only them
                 for _, future in batch:

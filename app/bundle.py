@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the model has `rating` and `ranking` outputs; 1: one output, used for both
+READABLE_FORMATS = (1, 2)
 MODEL_FILE = "model.keras"
 ENCODERS_FILE = "encoders.json"
 METADATA_FILE = "metadata.json"
@@ -27,6 +28,12 @@ RATINGS_FILE = "ratings.npz"
 LOSS_PLOT_FILE = "loss.png"
 REQUIRED_FILES = (MODEL_FILE, ENCODERS_FILE, METADATA_FILE, CATALOGUE_FILE, RATINGS_FILE)
 MEMBER_ROLES = ("user_embedding", "movie_embedding", "user_bias", "movie_bias")
+# The model's two outputs, by name, and the layers of its ranking tables (see `app.scoring`).
+RATING_OUTPUT = "rating"
+RANKING_OUTPUT = "ranking"
+RANKING_USER_LAYER = "ranking_user_embedding"
+RANKING_MOVIE_LAYER = "ranking_movie_embedding"
+RANKING_SCALE_LAYER = "ranking_movie_scale"
 Document = TypeVar("Document", bound=BaseModel)
 HOW_TO_MAKE_ONE = "make one with: python -m training --model-dir DIR (see README, Training)"
 
@@ -69,6 +76,21 @@ class Catalogue(BaseModel):
     genres: list[list[str]]
 
 
+class FoldIn(BaseModel):
+    """How the server fits a user it folds in (`app.fold_in`), chosen by training."""
+
+    rating_l2: float = Field(
+        description="L2 pull, per rating, of a member's user vector towards zero (the per-example "
+        "penalty training used)",
+        examples=[0.003],
+    )
+    bias_l2: float = Field(
+        default=0.1,
+        description="L2 pull of a member's user bias towards zero, whatever the number of ratings",
+        examples=[0.1],
+    )
+
+
 class Metadata(BaseModel):
     """What a bundle says about itself; training adds metrics, history and the rest as extras."""
 
@@ -81,6 +103,10 @@ class Metadata(BaseModel):
         description="When training wrote the bundle", examples=["2026-11-29T05:51:09Z"]
     )
     format_version: int = Field(description="Bundle format this server reads", examples=[FORMAT_VERSION])
+    fold_in: FoldIn = Field(
+        default=FoldIn(rating_l2=0.003),
+        description="How users known only through stored ratings are fitted (older bundles: the default)",
+    )
 
 
 @dataclass(frozen=True)
@@ -170,10 +196,10 @@ def load_bundle(path: Path) -> Bundle:
         if not (path / name).is_file():
             raise BundleError(f"{path / name} is missing: the bundle is incomplete; {HOW_TO_MAKE_ONE}")
     metadata = _read_document(path / METADATA_FILE, Metadata)
-    if metadata.format_version != FORMAT_VERSION:
+    if metadata.format_version not in READABLE_FORMATS:
         raise BundleError(
             f"{path / METADATA_FILE}: format_version {metadata.format_version}, this server reads "
-            f"{FORMAT_VERSION}; {HOW_TO_MAKE_ONE}"
+            f"{' and '.join(map(str, READABLE_FORMATS))}; {HOW_TO_MAKE_ONE}"
         )
     encoders = _read_document(path / ENCODERS_FILE, Encoders)
     catalogue = _read_document(path / CATALOGUE_FILE, Catalogue)
@@ -231,16 +257,22 @@ def _read_ratings(path: Path, encoders: Encoders) -> RatingsByUser:
 
 
 def _check_model(path: Path, model: Any, encoders: Encoders) -> None:
-    """Checks the model takes (N, 2) index pairs, returns (N, 1) and knows every encoded id."""
+    """Checks the model takes (N, 2) index pairs, returns (N, 1) outputs (`rating` and `ranking`,
+    or one for both) and knows every encoded id."""
     probe = np.array([[0, 0], [len(encoders.users) - 1, len(encoders.movies) - 1]], dtype=np.int32)
     try:
-        scores = np.asarray(model.predict_on_batch(probe))
+        outputs = model.predict_on_batch(probe)
     except Exception as error:
         raise BundleError(
             f"{path} does not score [user, movie] pairs ({error}); {HOW_TO_MAKE_ONE}"
         ) from error
-    if scores.shape != (2, 1) or not np.all(np.isfinite(scores)):
-        raise BundleError(f"{path} returns {scores.shape}, expected (N, 1) scores; {HOW_TO_MAKE_ONE}")
+    named = outputs if isinstance(outputs, dict) else {RATING_OUTPUT: outputs, RANKING_OUTPUT: outputs}
+    for name in (RATING_OUTPUT, RANKING_OUTPUT):
+        scores = np.asarray(named.get(name))
+        if scores.shape != (2, 1) or not np.all(np.isfinite(scores)):
+            raise BundleError(
+                f"{path}: output {name!r} is {scores.shape}, expected finite (N, 1) scores; {HOW_TO_MAKE_ONE}"
+            )
 
 
 def _write_json(path: Path, document: Any) -> None:

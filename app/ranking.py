@@ -1,4 +1,4 @@
-"""Top-k selection over a score matrix, with each row's already-rated movies masked out."""
+"""Ranking without a model: top-k selection with rated movies masked, and popularity."""
 
 from __future__ import annotations
 
@@ -21,3 +21,12 @@ def top_k_unseen(scores: np.ndarray, seen: list[np.ndarray], k: int) -> np.ndarr
     best = np.take_along_axis(best, order, axis=1)
     best[~np.isfinite(np.take_along_axis(best_scores, order, axis=1))] = -1
     return best
+
+
+def popularity(movie_rows: np.ndarray, n_movies: int) -> np.ndarray:
+    """Each movie's number of ratings: what "most popular" means everywhere in this project.
+
+    The popular fallback and the evaluation's "most popular" baseline both rank by it. Of the
+    definitions measured (README, Ranking), it ranks best: a damped mean rating ranks worse.
+    """
+    return np.bincount(movie_rows, minlength=n_movies)

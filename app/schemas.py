@@ -16,8 +16,18 @@ Genres = Field(description="Genres, as in movies.csv (split on '|')", examples=[
 ModelVersion = Field(description="Version of the bundle that answered", examples=["20261129T055109Z-4350"])
 
 
+def _integral(value: object) -> object:
+    """134.0 is an integer to JSON Schema: accept it as 134 (strict mode refuses any float)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class ErrorMessage(BaseModel):
     detail: str = Field(description="What was wrong and what to do", examples=["unknown user_id 999999"])
+
+
+class Because(BaseModel):
+    movie_id: int = MovieId
+    title: str = Title
 
 
 class Recommendation(BaseModel):
@@ -26,26 +36,39 @@ class Recommendation(BaseModel):
     title: str = Title
     genres: list[str] = Genres
     predicted_rating: float = Field(
-        description="Predicted stars (0.5 to 5); for popular fallbacks, the damped mean rating",
+        description="Predicted stars (0.5 to 5); for popular fallbacks, the movie's mean rating",
         examples=[4.62],
+    )
+    score: float = Field(
+        description="The model's ranking score: larger is recommended first (the list's order unless "
+        "rank_by=rating); for popular fallbacks, the movie's number of ratings",
+        examples=[0.87],
+    )
+    because: Because | None = Field(
+        default=None,
+        description="With explain=true: the movie the user rated 4 stars or more that this one is "
+        "closest to in the model's movie vectors (cosine); null if the user rated none that high",
     )
 
 
 class Recommendations(BaseModel):
     user_id: int = UserId
     model_version: str = ModelVersion
-    source: Literal["model", "popular"] = Field(
-        description="'model' for personal scores, 'popular' for the fallback of an unknown user",
+    source: Literal["model", "fold-in", "popular"] = Field(
+        description="'model' for a user the model was trained on, 'fold-in' for a user known only "
+        "through ratings stored since (vectors fitted to them on the fly), 'popular' for the "
+        "fallback of an unknown user",
         examples=["model"],
     )
     recommendations: list[Recommendation] = Field(description="Best first; never a movie the user rated")
 
 
 class Pair(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `true` or "7" is not an id. A whole float (7.0) is, as JSON Schema says.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    user_id: int = UserId
-    movie_id: int = MovieId
+    user_id: Annotated[int, BeforeValidator(_integral)] = UserId
+    movie_id: Annotated[int, BeforeValidator(_integral)] = MovieId
 
 
 class PredictBody(BaseModel):
@@ -100,11 +123,6 @@ Stars = Annotated[
 ]
 # Ids of the feedback routes: positive and exact in JSON (at most 2**53 - 1).
 FeedbackId = {"ge": 1, "le": MAX_ID}
-
-
-def _integral(value: object) -> object:
-    """134.0 is an integer to JSON Schema: accept it as 134 (strict mode refuses any float)."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 BodyId = Annotated[

@@ -1,89 +1,203 @@
 """Scoring through the bundle's Keras model, always on whole batches.
 
-Pairs go through the saved model itself with `predict_on_batch` (one call, no per-call set-up
-as `model.predict` has). Scoring users against every movie, for recommendations, goes through a Keras model
-derived from the saved one: it shares the trained embedding tables (no copy) and scores a batch
-of users against every movie with one matrix product per member, which is the same arithmetic
-as the saved model applied to every (user, movie) pair.
+Pairs go through the saved model itself with `predict_on_batch` (one call, none of the per-call
+set-up `model.predict` has). Scoring users against every movie, for recommendations, goes
+through a Keras model derived from the saved one: it shares the trained tables (no copy) and
+scores a batch of users against the whole catalogue with one matrix product per table, the same
+arithmetic as the saved model applied to every (user, movie) pair.
+
+The derived model takes user rows and, for users scored through fold-in (`app.fold_in`), vectors
+that replace the rows' own: one call scores a batch that mixes both.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from app.bundle import MEMBER_ROLES, member_layer_name
+from app.bundle import (
+    MEMBER_ROLES,
+    RANKING_MOVIE_LAYER,
+    RANKING_OUTPUT,
+    RANKING_SCALE_LAYER,
+    RANKING_USER_LAYER,
+    RATING_OUTPUT,
+    member_layer_name,
+)
 
 PAIRS_PER_CALL = 1 << 18
 
 
+@dataclass(frozen=True)
+class Scores:
+    """`rating` in [0, 1] and `ranking` (larger = recommend first), of the same shape."""
+
+    rating: np.ndarray
+    ranking: np.ndarray
+
+
+@dataclass(frozen=True)
+class UserVectors:
+    """Vectors that stand in for a batch's users: each member's `[vector, bias]` and the ranking vector.
+
+    `rating` is `(B, members, dim + 1)`, `ranking` `(B, rank)` (`(B, 0)` for a bundle with no
+    ranking tables), `given` `(B,)` says which rows use them instead of the user row's own.
+    """
+
+    rating: np.ndarray
+    ranking: np.ndarray
+    given: np.ndarray
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The trained tables of a model, found by the layer names the bundle contract gives them."""
+
+    members: list[dict[str, Any]]  # role -> Keras variable, per member
+    ranking_users: Any | None
+    ranking_movies: Any | None
+    ranking_scales: Any | None
+
+    @classmethod
+    def of(cls, model: keras.Model) -> Tables:
+        names = {layer.name: layer for layer in model.layers}
+        members = []
+        while member_layer_name(len(members), "user_embedding") in names:
+            member = len(members)
+            members.append({role: names[member_layer_name(member, role)].embeddings for role in MEMBER_ROLES})
+        if not members:
+            raise ValueError(f"no layer named {member_layer_name(0, 'user_embedding')!r} in the model")
+        ranking = [
+            names[name].embeddings if name in names else None
+            for name in (RANKING_USER_LAYER, RANKING_MOVIE_LAYER, RANKING_SCALE_LAYER)
+        ]
+        return cls(members, *ranking)
+
+    @property
+    def has_ranking(self) -> bool:
+        return self.ranking_users is not None
+
+
 class AllMovieScores(keras.layers.Layer):
-    """Mean over members of sigmoid(U @ M.T + user bias + movie bias), for a batch of users."""
+    """Both outputs for a batch of users against every movie.
 
-    def __init__(self, members: list[dict[str, Any]], **kwargs: Any) -> None:
+    `rating`: the mean over members of sigmoid(u @ M.T + user bias + movie bias). `ranking`:
+    (r @ R.T) * scale with the ranking tables, or the rating itself for a bundle without them.
+    """
+
+    def __init__(self, tables: Tables, **kwargs: Any) -> None:
         super().__init__(trainable=False, **kwargs)
-        self._members = members
+        self._tables = tables
 
-    def call(self, users: Any) -> Any:
+    def call(self, users: Any, given: Any, rating_vectors: Any, ranking_vectors: Any) -> dict[str, Any]:
+        replace = ops.expand_dims(given, 1)
         total = None
-        for tables in self._members:
-            user_vectors = ops.take(tables["user_embedding"], users, axis=0)
-            user_bias = ops.take(tables["user_bias"], users, axis=0)
+        for member, tables in enumerate(self._tables.members):
+            own = ops.concatenate(
+                [
+                    ops.take(tables["user_embedding"], users, axis=0),
+                    ops.take(tables["user_bias"], users, axis=0),
+                ],
+                axis=1,
+            )
+            vectors = ops.where(replace, rating_vectors[:, member, :], own)
             logits = (
-                ops.matmul(user_vectors, ops.transpose(tables["movie_embedding"]))
-                + user_bias
+                ops.matmul(vectors[:, :-1], ops.transpose(tables["movie_embedding"]))
+                + vectors[:, -1:]
                 + ops.transpose(tables["movie_bias"])
             )
             scores = ops.sigmoid(logits)
             total = scores if total is None else total + scores
-        return total / len(self._members)
+        rating = total / len(self._tables.members)
+        if not self._tables.has_ranking:
+            return {RATING_OUTPUT: rating, RANKING_OUTPUT: rating}
+        own = ops.take(self._tables.ranking_users, users, axis=0)
+        vectors = ops.where(replace, ranking_vectors, own)
+        return {
+            RATING_OUTPUT: rating,
+            RANKING_OUTPUT: ops.matmul(vectors, ops.transpose(self._tables.ranking_movies))
+            * ops.transpose(self._tables.ranking_scales),
+        }
 
 
-def member_tables(model: keras.Model) -> list[dict[str, Any]]:
-    """Each member's four trained tables, found by the names the bundle contract gives them."""
-    names = {layer.name: layer for layer in model.layers}
-    members = []
-    while member_layer_name(len(members), "user_embedding") in names:
-        member = len(members)
-        members.append({role: names[member_layer_name(member, role)].embeddings for role in MEMBER_ROLES})
-    if not members:
-        raise ValueError(f"no layer named {member_layer_name(0, 'user_embedding')!r} in the model")
-    return members
-
-
-def all_movies_model(model: keras.Model) -> keras.Model:
-    """A model from user rows `(B,)` to scores `(B, n_movies)`, sharing `model`'s weights."""
-    users = keras.Input(shape=(), dtype="int32", name="users")
-    return keras.Model(users, AllMovieScores(member_tables(model))(users), name="all_movies")
+def all_movies_model(tables: Tables) -> keras.Model:
+    """A model from user rows `(B,)` (and replacement vectors) to both outputs `(B, n_movies)`."""
+    members, dim = len(tables.members), tables.members[0]["user_embedding"].shape[1]
+    rank = tables.ranking_users.shape[1] if tables.has_ranking else 0
+    inputs = {
+        "users": keras.Input(shape=(), dtype="int32", name="users"),
+        "given": keras.Input(shape=(), dtype="bool", name="given"),
+        "rating_vectors": keras.Input(shape=(members, dim + 1), name="rating_vectors"),
+        "ranking_vectors": keras.Input(shape=(rank,), name="ranking_vectors"),
+    }
+    return keras.Model(inputs, AllMovieScores(tables)(**inputs), name="all_movies")
 
 
 class Scorer:
-    """The two batched scoring calls the server makes, for one loaded model."""
+    """The batched scoring calls the server makes, for one loaded model."""
 
     def __init__(self, model: keras.Model) -> None:
         self.model = model
-        self.all_movies = all_movies_model(model)
+        self.tables = Tables.of(model)
+        self.all_movies = all_movies_model(self.tables)
+        self.members = len(self.tables.members)
+        self.dim = int(self.tables.members[0]["user_embedding"].shape[1])
+        self.rank = int(self.tables.ranking_users.shape[1]) if self.tables.has_ranking else 0
 
-    def score_pairs(self, pairs: np.ndarray) -> np.ndarray:
-        """Scores in [0, 1] for int32 `(N, 2)` rows of [user_row, movie_row].
+    def score_pairs(self, pairs: np.ndarray) -> Scores:
+        """Both outputs for int32 `(N, 2)` rows of [user_row, movie_row], as `(N,)` arrays.
 
         Millions of pairs (an evaluation) go in chunks, so memory stays bounded.
         """
         pairs = pairs.astype(np.int32, copy=False)
         chunks = [
-            np.asarray(self.model.predict_on_batch(pairs[start : start + PAIRS_PER_CALL])).reshape(-1)
+            self._pair_outputs(pairs[start : start + PAIRS_PER_CALL])
             for start in range(0, len(pairs), PAIRS_PER_CALL)
         ]
-        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        if not chunks:
+            return Scores(np.zeros(0, np.float32), np.zeros(0, np.float32))
+        return Scores(*(np.concatenate([chunk[i] for chunk in chunks]) for i in range(2)))
 
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        """Scores in [0, 1] of each user row against every movie: `(len(users), n_movies)`."""
-        return np.asarray(self.all_movies.predict_on_batch(users.astype(np.int32)))
+    def _pair_outputs(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outputs = self.model.predict_on_batch(pairs)
+        if not isinstance(outputs, dict):  # a bundle with one output uses it for both
+            single = np.asarray(outputs).reshape(-1)
+            return single, single
+        return np.asarray(outputs[RATING_OUTPUT]).reshape(-1), np.asarray(outputs[RANKING_OUTPUT]).reshape(-1)
+
+    def score_users(self, users: np.ndarray, vectors: UserVectors | None = None) -> Scores:
+        """Both outputs of each user row against every movie: `(len(users), n_movies)` each.
+
+        Rows marked in `vectors.given` are scored with `vectors` instead of their own.
+        """
+        vectors = vectors or self.no_vectors(len(users))
+        outputs = self.all_movies.predict_on_batch(
+            {
+                "users": users.astype(np.int32),
+                "given": vectors.given,
+                "rating_vectors": vectors.rating,
+                "ranking_vectors": vectors.ranking,
+            }
+        )
+        return Scores(np.asarray(outputs[RATING_OUTPUT]), np.asarray(outputs[RANKING_OUTPUT]))
+
+    def no_vectors(self, n: int) -> UserVectors:
+        """Placeholder vectors for `n` users who are all scored through their own rows."""
+        return UserVectors(
+            np.zeros((n, self.members, self.dim + 1), np.float32),
+            np.zeros((n, self.rank), np.float32),
+            np.zeros(n, bool),
+        )
 
     def warm_up(self) -> None:
-        """Traces both calls once so the first request does not pay for it."""
+        """Traces every call once so the first request does not pay for it."""
         self.score_pairs(np.zeros((1, 2), dtype=np.int32))
         self.score_users(np.zeros(1, dtype=np.int32))
+        vectors = self.no_vectors(1)
+        self.score_users(
+            np.zeros(1, dtype=np.int32), UserVectors(vectors.rating, vectors.ranking, np.ones(1, bool))
+        )

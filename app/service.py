@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 from collections.abc import Callable, Sequence
@@ -23,11 +24,18 @@ import numpy as np
 from app.batcher import Batched, MicroBatcher
 from app.bundle import BundleError
 from app.bundle_store import current_bundle_path
-from app.feedback import FeedbackStore
-from app.inference import PredictRequest, RecommendRequest, predict_batch, recommend_batch
+from app.feedback import FeedbackStore, FeedbackUnavailable
+from app.inference import (
+    PredictRequest,
+    RankBy,
+    Recommended,
+    RecommendRequest,
+    predict_batch,
+    recommend_batch,
+)
 from app.logs import log
 from app.metrics import Metrics
-from app.served import Ranked, ServedBundle
+from app.served import ServedBundle
 from app.settings import Settings
 
 # Requests in flight on a swapped-out bundle finish well within this; then the heap is frozen again.
@@ -40,7 +48,9 @@ class Service:
         self.metrics = metrics
         self.bundle: ServedBundle | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        self._recommend = self._batcher(recommend_batch, "recommend", settings.batch_max_users)
+        self._recommend = self._batcher(
+            recommend_batch, "recommend", settings.batch_max_users, prepare=self._with_stored_ratings
+        )
         self._predict = self._batcher(predict_batch, "predict", settings.batch_max_requests)
         metrics.queued.labels("recommend").set_function(lambda: self._recommend.queued)
         metrics.queued.labels("predict").set_function(lambda: self._predict.queued)
@@ -51,7 +61,7 @@ class Service:
         self._watcher: asyncio.Task[None] | None = None
 
     def _batcher(
-        self, process: Callable[[Sequence[Any]], list[Any]], kind: str, max_items: int
+        self, process: Callable[[Sequence[Any]], list[Any]], kind: str, max_items: int, **hooks: Any
     ) -> MicroBatcher:
         """A micro-batcher on the shared model thread, its batch sizes observed under `kind`."""
         return MicroBatcher(
@@ -61,6 +71,7 @@ class Service:
             max_queue=self.settings.max_queue,
             executor=self._executor,
             on_batch=self.metrics.batch_size.labels(kind).observe,
+            **hooks,
         )
 
     async def start(self, preloaded: ServedBundle | None = None) -> None:
@@ -86,8 +97,24 @@ class Service:
         self._executor.shutdown(wait=True)
         self.bundle = None
 
-    async def recommend(self, bundle: ServedBundle, user_row: int, k: int) -> Batched[Ranked]:
-        return await self._recommend.submit(RecommendRequest(bundle, user_row, k))
+    async def recommend(
+        self, bundle: ServedBundle, user_id: int, k: int, rank_by: RankBy = "ranking", explain: bool = False
+    ) -> Batched[Recommended]:
+        return await self._recommend.submit(RecommendRequest(bundle, user_id, k, rank_by, explain))
+
+    async def _with_stored_ratings(self, requests: list[RecommendRequest]) -> list[RecommendRequest]:
+        """The batch's requests, each with its user's stored ratings, read in one query.
+
+        With the feedback database down (known, or found now), `stored` stays None: users are
+        scored from the bundle alone, and users it does not know cannot be answered.
+        """
+        if not self.feedback.available:
+            return requests
+        try:
+            stored = await self.feedback.ratings_of([request.user_id for request in requests])
+        except FeedbackUnavailable:
+            return requests
+        return [dataclasses.replace(r, stored=stored[r.user_id]) for r in requests]
 
     async def predict(self, bundle: ServedBundle, pairs: np.ndarray) -> Batched[np.ndarray]:
         return await self._predict.submit(PredictRequest(bundle, pairs))

@@ -6,7 +6,7 @@ No `app` or `training` code (so as not to import what is checked): keras, numpy 
 raw ratings and the bundle's files as app/bundle.py describes them. It redoes the seed's split
 (`np.random.RandomState(seed).permutation(n)`, first part train, seed and fraction from
 metadata.json); RMSE in stars of the `rating` output (or the only one); for each validation user
-with a held-out rating >= 4 (a seeded sample of `ranking_users` of them when training sampled so),
+with a held-out rating >= 4 (a seeded sample of `evaluation_users` of them when training sampled so),
 the top 10 by the `ranking` output (or the only one) among the movies not rated in train. Exit 0
 when every figure matches metadata.json `metrics.model` (RMSE within 1e-4 or --tolerance, ranking
 within 0.005) and the RMSE is at most --max-rmse if given, 1 if not, 2 for unusable arguments or files.
@@ -101,7 +101,7 @@ def recheck(bundle: Path, ratings: pd.DataFrame, rank_by: str | None, batch_size
 
     relevant_rows = validation[stars[validation] >= RELEVANT_STARS]
     rankers = np.unique(users[relevant_rows])
-    sample = metadata.get("hyperparameters", {}).get("ranking_users")
+    sample = metadata.get("hyperparameters", {}).get("evaluation_users")
     if sample is not None and len(rankers) > sample:  # as training sampled them
         rankers = np.sort(np.random.default_rng(seed).choice(rankers, sample, replace=False))
     if not len(rankers):

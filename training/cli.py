@@ -19,12 +19,14 @@ HELP = {
     "embedding_dim": "size of the user and movie vectors",
     "l2": "L2 penalty on the whole embedding tables per step (the seed's 1e-6)",
     "activity_l2": "L2 penalty on the vectors each batch uses (per-example); 0 turns it off",
+    "ranking_l2": "EASE's L2 penalty for the ranking output, on ratings scaled to stars / 5",
+    "ranking_rank": "eigenvectors kept for the ranking output (width of its user and movie tables)",
     "early_stopping_fraction": "tail of the training part that early stopping watches; 0 turns "
     "early stopping off",
     "patience": "epochs without improvement before early stopping",
     "validation_fraction": "last part of the shuffled ratings held out for the reported figures",
     "seed": "random seed of the split, initialisation and sampling",
-    "ranking_users": "at most this many users in the ranking evaluation (sampled with --seed)",
+    "evaluation_users": "at most this many users in the top-10 evaluation (sampled with --seed)",
     "keep": "bundle versions to keep in the model folder, the new one included",
     "verbose": "Keras progress output: auto, 0 (silent), 1 (bars) or 2 (a line per epoch)",
 }

@@ -16,11 +16,13 @@ class TrainingConfig:
     embedding_dim: int = 50
     l2: float = 1e-6
     activity_l2: float = 3e-3
+    ranking_l2: float = 80.0
+    ranking_rank: int = 256
     early_stopping_fraction: float = 0.05
     patience: int = 1
     validation_fraction: float = 0.1
     seed: int = 42
-    ranking_users: int | None = 5000
+    evaluation_users: int | None = 5000
     keep: int = 3
     verbose: int | str = "auto"
 
@@ -34,11 +36,13 @@ class TrainingConfig:
             "embedding_dim": self.embedding_dim >= 1,
             "l2": self.l2 >= 0,
             "activity_l2": self.activity_l2 >= 0,
+            "ranking_l2": self.ranking_l2 > 0,
+            "ranking_rank": self.ranking_rank >= 1,
             "early_stopping_fraction": 0 <= self.early_stopping_fraction < 1,
             "patience": self.patience >= 0,
             "validation_fraction": 0 < self.validation_fraction < 1,
             "seed": 0 <= self.seed < 2**32,
-            "ranking_users": self.ranking_users is None or self.ranking_users >= 1,
+            "evaluation_users": self.evaluation_users is None or self.evaluation_users >= 1,
             "keep": self.keep >= 1,
             "verbose": self.verbose in ("auto", 0, 1, 2),
         }

@@ -9,18 +9,21 @@ the model and the baselines are judged by the same code.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 
 from app.bundle import RatingsByUser
-from app.ranking import top_k_unseen
+from app.ranking import popularity, top_k_unseen
 from app.scoring import Scorer
 from training.config import TrainingConfig
 from training.dataset import Encoded
+from training.ranking import DENSE_EASE_MAX_MOVIES, dense_ease_weights, interactions
 
 RELEVANT_STARS = 4.0
 EPSILON = 1e-7
+MOST_POPULAR = 100  # the "most-rated" movies whose share of top-k slots shows popularity bias
 
 # Scores `(len(users), n_movies)` for a block of user rows.
 ScoreUsers = Callable[[np.ndarray], np.ndarray]
@@ -106,41 +109,54 @@ def rating_metrics(stars_predicted: np.ndarray, stars: np.ndarray, to_scores: Ca
     }
 
 
+@dataclass(frozen=True)
+class RankingTask:
+    """Users to rank for, the movies each rated in training, each one's relevant movies, and the
+    most-rated movies of the training part (for the popularity-bias figures)."""
+
+    users: np.ndarray
+    seen: list[np.ndarray]
+    relevant: list[np.ndarray]
+    most_rated: np.ndarray
+
+
 def ranking_task(
     train_pairs: np.ndarray,
     validation_pairs: np.ndarray,
     validation_stars: np.ndarray,
     n_users: int,
+    n_movies: int,
     max_users: int | None,
     seed: int,
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """Users to rank for, the movies each rated in training, and each one's relevant movies.
-
-    With `max_users`, a seeded sample keeps the task affordable on very large data sets.
-    """
+) -> RankingTask:
+    """The task on a split. With `max_users`, a seeded sample keeps it affordable on large sets."""
     relevant_pairs = validation_pairs[validation_stars >= RELEVANT_STARS]
     users = np.unique(relevant_pairs[:, 0])
     if max_users is not None and len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     seen = _movies_by_user(train_pairs, n_users)
     relevant = _movies_by_user(relevant_pairs, n_users)
-    return users, [seen.of(u)[0] for u in users], [relevant.of(u)[0] for u in users]
+    most_rated = np.argsort(-popularity(train_pairs[:, 1], n_movies), kind="stable")[:MOST_POPULAR]
+    return RankingTask(users, [seen.of(u)[0] for u in users], [relevant.of(u)[0] for u in users], most_rated)
 
 
 def rank_with(
-    score_users: ScoreUsers,
-    users: np.ndarray,
-    seen: list[np.ndarray],
-    relevant: list[np.ndarray],
-    k: int = 10,
-    block: int = 256,
+    score_users: ScoreUsers, task: RankingTask, k: int = 10, block: int = 256
 ) -> dict[str, float | None]:
-    """Ranking metrics of a scorer over the task's users, scored a block of users at a time."""
+    """Ranking metrics of a scorer over the task's users, scored a block of users at a time, with
+    the catalogue coverage of its lists and the share of their slots the most-rated movies hold."""
+    users, seen = task.users, task.seen
     tops = [
         top_k_unseen(score_users(users[i : i + block]), seen[i : i + block], k)
         for i in range(0, len(users), block)
     ]
-    return ranking_metrics(np.concatenate(tops) if tops else np.zeros((0, k), int), relevant, k)
+    top = np.concatenate(tops) if tops else np.zeros((0, k), int)
+    listed = top[top >= 0]
+    return {
+        **ranking_metrics(top, task.relevant, k),
+        f"distinct@{k}": float(len(np.unique(listed))) if len(listed) else None,
+        f"most_rated_share@{k}": float(np.isin(listed, task.most_rated).mean()) if len(listed) else None,
+    }
 
 
 def evaluate_all(
@@ -149,46 +165,77 @@ def evaluate_all(
     validation_rows: np.ndarray,
     model: keras.Model,
     config: TrainingConfig,
-) -> Table:
-    """Validation figures of the model and of the baselines, by the same code."""
+) -> tuple[Table, list[str]]:
+    """Validation figures of the model and of the baselines, by the same code, and notes on what
+    could not be computed.
+
+    "model" ranks by the `ranking` output, as the server does by default; "model by rating"
+    ranks by the predicted rating (the seed's ordering, `rank_by=rating`). "EASE (dense)" is the
+    exact item matrix the ranking output approximates, where it fits in memory.
+    """
     pairs, stars = encoded.pairs[validation_rows], encoded.stars[validation_rows]
     train_pairs, train_stars = encoded.pairs[train_rows], encoded.stars[train_rows]
     to_scores, to_stars = encoded.encoders.to_scores, encoded.encoders.to_stars
     scorer = Scorer(model)
     biases = Biases(train_pairs, train_stars, encoded.n_users, encoded.n_movies)
-    popularity = np.bincount(train_pairs[:, 1], minlength=encoded.n_movies).astype(float)
-    task = ranking_task(train_pairs, pairs, stars, encoded.n_users, config.ranking_users, config.seed)
+    most_rated = popularity(train_pairs[:, 1], encoded.n_movies).astype(float)
+    task = ranking_task(
+        train_pairs, pairs, stars, encoded.n_users, encoded.n_movies, config.evaluation_users, config.seed
+    )
     constant = np.full(len(stars), float(train_stars.mean()))
-    rows: dict[str, dict[str, float | None]] = {
+    rows: Table = {
         "model": {
-            **rating_metrics(to_stars(scorer.score_pairs(pairs)), stars, to_scores),
-            **rank_with(scorer.score_users, *task),
+            **rating_metrics(to_stars(scorer.score_pairs(pairs).rating), stars, to_scores),
+            **rank_with(lambda users: scorer.score_users(users).ranking, task),
         },
+        "model by rating": rank_with(lambda users: scorer.score_users(users).rating, task),
         "user+movie biases": {
             **rating_metrics(biases.predict(pairs), stars, to_scores),
-            **rank_with(biases.score_users, *task),
+            **rank_with(biases.score_users, task),
         },
         "global mean": rating_metrics(constant, stars, to_scores),
         "most popular": rank_with(
-            lambda users: np.broadcast_to(popularity, (len(users), len(popularity))), *task
+            lambda users: np.broadcast_to(most_rated, (len(users), len(most_rated))), task
         ),
     }
+    notes = []
+    if encoded.n_movies <= DENSE_EASE_MAX_MOVIES:
+        x = interactions(
+            train_pairs, train_stars, encoded.n_users, encoded.n_movies, encoded.encoders.rating_max
+        )
+        weights = dense_ease_weights(x, config.ranking_l2)
+        rows["EASE (dense)"] = rank_with(lambda users: np.asarray(x[users] @ weights), task)
+        del weights
+    else:
+        notes.append(
+            f"EASE (dense) skipped: {encoded.n_movies:,} movies is above {DENSE_EASE_MAX_MOVIES:,}, "
+            "where its item-to-item matrix no longer fits in memory comfortably"
+        )
     columns = sorted({column for row in rows.values() for column in row}, key=_column_order)
-    return {name: {c: row.get(c) for c in columns} for name, row in rows.items()}
+    return {name: {c: row.get(c) for c in columns} for name, row in rows.items()}, notes
 
 
 def format_table(metrics: Table) -> str:
     """The metrics as a fixed-width text table, one row per model or baseline."""
     columns = list(next(iter(metrics.values())))
-    lines = [f"{'':20}" + "".join(f"{c:>14}" for c in columns)]
+    lines = [f"{'':20}" + "".join(f"{c:>20}" for c in columns)]
     for name, row in metrics.items():
-        cells = "".join(f"{'-' if row[c] is None else f'{row[c]:.4f}':>14}" for c in columns)
+        cells = "".join(f"{'-' if row[c] is None else f'{row[c]:.4f}':>20}" for c in columns)
         lines.append(f"{name:20}{cells}")
     return "\n".join(lines)
 
 
 def _column_order(column: str) -> tuple[int, str]:
-    order = ["bce", "rmse", "mae", "precision@10", "recall@10", "ndcg@10"]
+    order = [
+        "bce",
+        "rmse",
+        "mae",
+        "precision@10",
+        "recall@10",
+        "ndcg@10",
+        "distinct@10",
+        "most_rated_share@10",
+    ]
     return (order.index(column) if column in order else len(order), column)
 
 

@@ -1,4 +1,8 @@
-"""Fitting the ensemble: each member on its own, early stopping on a slice of the training part."""
+"""Fitting the model: the rating ensemble, member by member, then the ranking tables.
+
+Each rating member stops early on a slice of the training part; the ranking tables are computed
+in closed form from the training part (`training.ranking`). Both go into one saved model.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import numpy as np
 
 from training.config import TrainingConfig
 from training.dataset import Encoded, holdout_slice
-from training.model import ensemble, member_output, pairs_input
+from training.model import member_output, pairs_input, ranking_output, recommender
+from training.ranking import RankingTables, fit_ranking
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,8 @@ class FittedModel:
     history_validation: str
     fit_seconds: float
     n_fit: int
+    ranking: RankingTables
+    ranking_seconds: float
 
     @property
     def ratings_fitted(self) -> int:
@@ -71,5 +78,17 @@ def fit(
         histories.append({key: [float(v) for v in values] for key, values in history.history.items()})
         outputs.append(output)
     fit_seconds = time.perf_counter() - started
+    tables = fit_ranking(
+        encoded.pairs[train_rows],
+        encoded.stars[train_rows],
+        encoded.n_users,
+        encoded.n_movies,
+        top_stars=encoded.encoders.rating_max,
+        l2=config.ranking_l2,
+        rank=config.ranking_rank,
+        seed=config.seed,
+    )
+    ranking_seconds = time.perf_counter() - started - fit_seconds
     label = "early-stopping slice of training" if len(stop_rows) else "validation (watched only)"
-    return FittedModel(ensemble(pairs, outputs), histories, label, fit_seconds, len(fit_rows))
+    model = recommender(pairs, outputs, ranking_output(pairs, tables))
+    return FittedModel(model, histories, label, fit_seconds, len(fit_rows), tables, ranking_seconds)

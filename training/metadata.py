@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from app.bundle import FORMAT_VERSION, Metadata
+from app.bundle import FORMAT_VERSION, FoldIn, Metadata
 from training.config import TrainingConfig
 from training.data import MovieLens
 from training.dataset import Encoded, Split
@@ -27,6 +27,7 @@ def describe_run(
     split: Split,
     fitted: FittedModel,
     metrics: Table,
+    notes: list[str],
     config: TrainingConfig,
     total_seconds: float,
 ) -> Metadata:
@@ -52,11 +53,14 @@ def describe_run(
         },
         hyperparameters=dataclasses.asdict(config),
         metrics=metrics,
+        evaluation_notes=notes,
+        fold_in=FoldIn(rating_l2=config.activity_l2),
         history={"validation_curve": fitted.history_validation, "members": fitted.histories},
         libraries=_libraries(),
         timing={
             "fit_seconds": round(fitted.fit_seconds, 2),
             "ratings_per_second": round(fitted.ratings_fitted / fitted.fit_seconds),
+            "ranking_seconds": round(fitted.ranking_seconds, 2),
             "total_seconds": round(total_seconds, 2),
         },
     )

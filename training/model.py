@@ -1,21 +1,33 @@
-"""The matrix-factorisation model, built with the functional API so it saves and loads plainly.
+"""The saved model, built with the functional API so it saves and loads plainly.
 
-One member is the seed notebook's RecommenderNet: a user and a movie embedding, one bias per
-user and per movie, sigmoid of their sum. Unlike the seed, the dot product is row-wise
-(`Dot(axes=1)`): the seed's `ops.tensordot(u, m, 2)` also sums over the batch, so each prediction
-depended on the other rows of its batch. An ensemble averages the sigmoid outputs of members
-trained independently; weights cannot be averaged, since each member's embeddings live in their
-own rotation. Every layer is a stock Keras layer, so `keras.saving.load_model` in safe mode needs
-no custom objects.
+`rating` is an ensemble of the seed notebook's RecommenderNet. One member: a user and a movie
+embedding, one bias per user and per movie, sigmoid of their sum. Unlike the seed, the dot
+product is row-wise (`Dot(axes=1)`): the seed's `ops.tensordot(u, m, 2)` also sums over the
+batch, so each prediction depended on the other rows of its batch. The ensemble averages the
+sigmoid outputs of members trained independently; weights cannot be averaged, since each
+member's embeddings live in their own rotation.
+
+`ranking` is a dot product of two fixed tables times a per-movie scale, computed in closed form
+by `training.ranking`. Every layer is a stock Keras layer, so `keras.saving.load_model` in safe
+mode needs no custom objects.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
-from app.bundle import member_layer_name
+from app.bundle import (
+    RANKING_MOVIE_LAYER,
+    RANKING_OUTPUT,
+    RANKING_SCALE_LAYER,
+    RANKING_USER_LAYER,
+    RATING_OUTPUT,
+    member_layer_name,
+)
 from training.config import TrainingConfig
+from training.ranking import RankingTables
 
 
 def pairs_input() -> keras.KerasTensor:
@@ -55,7 +67,30 @@ def member_output(
     return layers.Activation("sigmoid", name=f"member{member}_score")(logit)
 
 
-def ensemble(pairs: keras.KerasTensor, outputs: list[keras.KerasTensor]) -> keras.Model:
-    """One model whose score is the mean of its members' scores (a member alone if just one)."""
-    score = outputs[0] if len(outputs) == 1 else layers.Average(name="score")(outputs)
-    return keras.Model(pairs, score, name="recommender")
+def ranking_output(pairs: keras.KerasTensor, tables: RankingTables) -> keras.KerasTensor:
+    """(user vector . movie vector) * movie scale, from tables fixed at their computed values."""
+    users, movies = pairs[:, 0], pairs[:, 1]
+
+    def table(values: np.ndarray, name: str) -> layers.Embedding:
+        rows, width = values.reshape(len(values), -1).shape
+        return layers.Embedding(
+            rows, width, weights=[values.reshape(rows, width)], trainable=False, name=name
+        )
+
+    user_vector = table(tables.users, RANKING_USER_LAYER)(users)
+    movie_vector = table(tables.movies, RANKING_MOVIE_LAYER)(movies)
+    scale = table(tables.scales, RANKING_SCALE_LAYER)(movies)
+    affinity = layers.Dot(axes=1, name="ranking_dot")([user_vector, movie_vector])
+    return layers.Multiply(name=RANKING_OUTPUT)([affinity, scale])
+
+
+def recommender(
+    pairs: keras.KerasTensor, members: list[keras.KerasTensor], ranking: keras.KerasTensor
+) -> keras.Model:
+    """The saved model: `rating`, the mean of the members' scores, and `ranking`."""
+    rating = (
+        layers.Identity(name=RATING_OUTPUT)(members[0])
+        if len(members) == 1
+        else layers.Average(name=RATING_OUTPUT)(members)
+    )
+    return keras.Model(pairs, {RATING_OUTPUT: rating, RANKING_OUTPUT: ranking}, name="recommender")

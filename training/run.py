@@ -35,12 +35,12 @@ def run(source: Path, model_dir: Path, config: TrainingConfig, feedback_url: str
     encoded = encode(data.ratings)
     split = seed_split(len(encoded.stars), config.validation_fraction, config.seed)
     fitted = fit(encoded, split.train, split.validation, config)
-    metrics = evaluate_all(encoded, split.train, split.validation, fitted.model, config)
-    print("\nValidation figures (stars for rmse/mae; ranking over unrated movies):")
-    print(format_table(metrics))
+    metrics, notes = evaluate_all(encoded, split.train, split.validation, fitted.model, config)
+    print("\nValidation figures (stars for rmse/mae; top 10 among unrated movies):")
+    print(format_table(metrics), *notes, sep="\n")
     version = new_version()
     metadata = describe_run(
-        version, data, feedback, encoded, split, fitted, metrics, config, time.perf_counter() - started
+        version, data, feedback, encoded, split, fitted, metrics, notes, config, time.perf_counter() - started
     )
 
     def write(folder: Path) -> None:

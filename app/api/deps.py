@@ -6,10 +6,13 @@ mix two bundles in one answer.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
+from pydantic import BeforeValidator
 
+from app.feedback.schema import MAX_ID
 from app.served import ServedBundle
 from app.service import Service
 
@@ -30,13 +33,23 @@ async def served_bundle(request: Request, service: Annotated[Service, Depends(ge
 ServiceDep = Annotated[Service, Depends(get_service)]
 BundleDep = Annotated[ServedBundle, Depends(served_bundle)]
 
+DIGITS = re.compile(r"[0-9]+")
 
-def user_row(bundle: ServedBundle, user_id: int) -> int:
-    """The user's row in the bundle, or 404 naming the id."""
-    row = bundle.user_rows.get(user_id)
-    if row is None:
-        raise HTTPException(404, f"unknown user_id {user_id}: no ratings for this user in the data set")
-    return row
+
+def _digits_only(value: object) -> object:
+    """Ids in paths are plain decimal digits: not `1_0`, `+1`, `1.0` or `true`, which a lax
+    integer parser would take for 10 or 1."""
+    if isinstance(value, str) and not DIGITS.fullmatch(value):
+        raise ValueError("an id is a whole number written in plain digits")
+    return value
+
+
+UserIdPath = Annotated[
+    int,
+    Path(ge=1, le=MAX_ID, description="A user id: MovieLens's, or any positive one given to ratings"),
+    BeforeValidator(_digits_only),
+]
+MovieIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="A movie id"), BeforeValidator(_digits_only)]
 
 
 def movie_fields(bundle: ServedBundle, row: int) -> dict[str, object]:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -206,7 +208,7 @@ def _configure_sqlite(engine: Any, busy_timeout_s: float) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {round(busy_timeout_s * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor, busy_timeout_s)
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 
@@ -215,3 +217,18 @@ def _configure_sqlite(engine: Any, busy_timeout_s: float) -> None:
         statement = connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN")
         if statement:
             connection.exec_driver_sql(statement)
+
+
+def _switch_to_wal(cursor: Any, within_s: float) -> None:
+    """`PRAGMA journal_mode = WAL`, retried: switching a new file's mode needs an exclusive lock,
+    and SQLite answers "database is locked" at once, without its busy handler, while another
+    process is doing the same (two servers, or a server and training, starting together)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

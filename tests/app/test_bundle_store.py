@@ -71,7 +71,8 @@ def test_a_written_bundle_is_complete_published_and_loadable(tiny_loaded, model_
     assert not temporaries(model_dir_copy)
     again = load_bundle(current_bundle_path(model_dir_copy))
     pairs = np.array([[0, 0], [3, 5]], dtype=np.int32)
-    np.testing.assert_allclose(again.model.predict_on_batch(pairs), tiny_loaded.model.predict_on_batch(pairs))
+    for name, values in tiny_loaded.model.predict_on_batch(pairs).items():
+        np.testing.assert_allclose(again.model.predict_on_batch(pairs)[name], values)
 
 
 def test_publish_switches_current_and_can_roll_back(tiny_loaded, model_dir_copy):

@@ -35,7 +35,7 @@ async def test_concurrent_requests_through_the_app_are_batched_and_correct(tiny_
         assert response.status_code == 200
         body = response.json()
         assert body["user_id"] == user_id
-        ids, stars = expected_top(bundle, user_id, 5)
+        ids, stars, _ = expected_top(bundle, user_id, 5)
         assert [r["movie_id"] for r in body["recommendations"]] == ids
         np.testing.assert_allclose([r["predicted_rating"] for r in body["recommendations"]], stars, atol=1e-3)
     assert requests_scored == len(users)

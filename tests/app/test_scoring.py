@@ -7,6 +7,7 @@ import json
 import keras
 import numpy as np
 
+from app.bundle import RANKING_OUTPUT, RATING_OUTPUT
 from app.scoring import Scorer
 
 TOLERANCE = 1e-6
@@ -18,8 +19,12 @@ def test_whole_catalogue_scores_equal_predict_on_every_pair(tiny_bundle):
     encoders = json.loads((tiny_bundle / "encoders.json").read_text())
     n_users, n_movies = len(encoders["users"]), len(encoders["movies"])
     users = np.array([0, n_users - 1, n_users // 2], dtype=np.int32)
-    table = Scorer(model).score_users(users)
-    assert table.shape == (3, n_movies)
+    scores = Scorer(model).score_users(users)
+    assert scores.rating.shape == scores.ranking.shape == (3, n_movies)
     for row, user in enumerate(users):
         pairs = np.stack([np.full(n_movies, user), np.arange(n_movies)], axis=1).astype(np.int32)
-        np.testing.assert_allclose(table[row], model.predict(pairs, verbose=0)[:, 0], atol=TOLERANCE)
+        saved = model.predict(pairs, verbose=0)
+        np.testing.assert_allclose(scores.rating[row], saved[RATING_OUTPUT][:, 0], atol=TOLERANCE)
+        np.testing.assert_allclose(
+            scores.ranking[row], saved[RANKING_OUTPUT][:, 0], rtol=1e-5, atol=TOLERANCE
+        )

@@ -66,9 +66,9 @@ def test_the_seed_preset_then_flags_given_after_it():
 
 
 def test_flags_reach_the_config_with_their_types():
-    argv = ["--members", "2", "--learning-rate", "0.01", "--ranking-users", "50", "--verbose", "auto"]
+    argv = ["--members", "2", "--learning-rate", "0.01", "--evaluation-users", "50", "--verbose", "auto"]
     config = config_from(parser().parse_args(argv))
-    assert (config.members, config.learning_rate, config.ranking_users, config.verbose) == (
+    assert (config.members, config.learning_rate, config.evaluation_users, config.verbose) == (
         2,
         0.01,
         50,
@@ -89,7 +89,7 @@ def test_flags_reach_the_config_with_their_types():
         (["--validation-fraction", "0"], "--validation-fraction"),
         (["--validation-fraction", "1.5"], "--validation-fraction"),
         (["--seed", "-1"], "--seed"),
-        (["--ranking-users", "0"], "--ranking-users"),
+        (["--evaluation-users", "0"], "--evaluation-users"),
         (["--keep", "0"], "--keep"),
         (["--verbose", "7"], "--verbose"),
         (["--epochs", "many"], "--epochs"),

@@ -13,6 +13,7 @@ import pytest
 from benchmarks import check_bundle
 from training.evaluate import (
     Biases,
+    RankingTask,
     binary_crossentropy,
     mae,
     rank_with,
@@ -116,35 +117,62 @@ def test_the_ranking_task_uses_held_out_ratings_of_four_and_up_against_training_
     train = np.array([[0, 0], [0, 1], [1, 2], [2, 0]])
     validation = np.array([[0, 2], [0, 3], [1, 0], [2, 1]])
     validation_stars = np.array([4.0, 3.5, 5.0, 2.0])
-    users, seen, relevant = ranking_task(train, validation, validation_stars, 3, None, 42)
-    assert users.tolist() == [0, 1]  # user 2's only held-out rating is below 4
-    assert [s.tolist() for s in seen] == [[0, 1], [2]]
-    assert [r.tolist() for r in relevant] == [[2], [0]]
-    sampled, _, _ = ranking_task(train, validation, validation_stars, 3, 1, 42)
-    assert len(sampled) == 1 and sampled[0] in (0, 1)
+    task = ranking_task(train, validation, validation_stars, 3, 4, None, 42)
+    assert task.users.tolist() == [0, 1]  # user 2's only held-out rating is below 4
+    assert [s.tolist() for s in task.seen] == [[0, 1], [2]]
+    assert [r.tolist() for r in task.relevant] == [[2], [0]]
+    assert task.most_rated.tolist() == [0, 1, 2, 3]  # by training ratings: 2, 1, 1, 0; ties by row
+    sampled = ranking_task(train, validation, validation_stars, 3, 4, 1, 42)
+    assert len(sampled.users) == 1 and sampled.users[0] in (0, 1)
 
 
 def test_ranking_with_a_scorer_through_the_same_code():
     # Scores prefer higher movie rows; user 0 rated movie 3 in training, so 2 comes first.
     scorer = lambda users: np.tile(np.arange(4, dtype=float), (len(users), 1))  # noqa: E731
-    figures = rank_with(
-        scorer, np.array([0, 1]), [np.array([3]), np.array([], int)], [np.array([2]), np.array([0])], k=2
+    task = RankingTask(
+        np.array([0, 1]), [np.array([3]), np.array([], int)], [np.array([2]), np.array([0])], np.array([3])
     )
+    figures = rank_with(scorer, task, k=2)
     # User 0: top [2, 1], hit at rank 1 -> P 1/2, R 1, NDCG 1.  User 1: top [3, 2], no hit -> 0.
-    assert figures == pytest.approx({"precision@2": 0.25, "recall@2": 0.5, "ndcg@2": 0.5})
+    # Lists [2, 1] and [3, 2]: 3 distinct movies; movie 3, the only "most rated", holds 1 slot of 4.
+    expected = {
+        "precision@2": 0.25,
+        "recall@2": 0.5,
+        "ndcg@2": 0.5,
+        "distinct@2": 3,
+        "most_rated_share@2": 0.25,
+    }
+    assert figures == pytest.approx(expected)
 
 
 def test_ranking_without_any_user_gives_no_figures_rather_than_crashing():
     scorer = lambda users: np.zeros((len(users), 4))  # noqa: E731
-    figures = rank_with(scorer, np.array([], dtype=int), [], [], k=10)
-    assert figures == {"precision@10": None, "recall@10": None, "ndcg@10": None}
+    figures = rank_with(scorer, RankingTask(np.array([], dtype=int), [], [], np.array([0])), k=10)
+    assert figures == {
+        "precision@10": None,
+        "recall@10": None,
+        "ndcg@10": None,
+        "distinct@10": None,
+        "most_rated_share@10": None,
+    }
 
 
 def test_the_bundle_records_model_and_baseline_figures(tiny_bundle):
     metrics = json.loads((tiny_bundle / "metadata.json").read_text())["metrics"]
-    assert set(metrics) == {"model", "user+movie biases", "global mean", "most popular"}
+    expected = {
+        "model",
+        "model by rating",
+        "EASE (dense)",
+        "user+movie biases",
+        "global mean",
+        "most popular",
+    }
+    assert set(metrics) == expected
     for name in ("model", "user+movie biases"):
         assert all(metrics[name][c] is not None for c in ("bce", "rmse", "mae", "precision@10", "ndcg@10"))
+    for name in expected - {"global mean"}:
+        assert all(metrics[name][c] is not None for c in ("ndcg@10", "distinct@10", "most_rated_share@10"))
+    assert metrics["most popular"]["most_rated_share@10"] == 1.0
     assert metrics["global mean"]["ndcg@10"] is None and metrics["most popular"]["rmse"] is None
 
 

@@ -1,7 +1,8 @@
-"""The saved model's contract: (N, 2) int32 pairs in, (N, 1) scores out, each row on its own.
+"""The saved model's contract: (N, 2) int32 pairs in, `rating` and `ranking` (N, 1) out, each row
+on its own.
 
 The seed notebook's `ops.tensordot(u, m, 2)` summed over the whole batch, so a pair's score
-depended on its neighbours; these tests pin that a pair's score is the same alone, at any
+depended on its neighbours; these tests pin that a pair's outputs are the same alone, at any
 position of any batch, in batches of any size.
 """
 
@@ -13,15 +14,30 @@ import keras
 import numpy as np
 import pytest
 
-from app.bundle import MEMBER_ROLES, member_layer_name
+from app.bundle import (
+    MEMBER_ROLES,
+    RANKING_MOVIE_LAYER,
+    RANKING_OUTPUT,
+    RANKING_SCALE_LAYER,
+    RANKING_USER_LAYER,
+    RATING_OUTPUT,
+    member_layer_name,
+)
 from training.config import TrainingConfig
-from training.model import ensemble, member_output, pairs_input
+from training.model import member_output, pairs_input, ranking_output, recommender
+from training.ranking import RankingTables
 
 TOLERANCE = 1e-6
 
 
 def random_pairs(rng: np.random.Generator, n: int, n_users: int, n_movies: int) -> np.ndarray:
     return np.stack([rng.integers(0, n_users, n), rng.integers(0, n_movies, n)], axis=1).astype(np.int32)
+
+
+def outputs_of(model: keras.Model, pairs: np.ndarray, **predict: int) -> np.ndarray:
+    """Both outputs side by side, `(N, 2)`: rating, ranking (through `predict` if given its options)."""
+    found = model.predict(pairs, verbose=0, **predict) if predict else model.predict_on_batch(pairs)
+    return np.hstack([np.asarray(found[RATING_OUTPUT]), np.asarray(found[RANKING_OUTPUT])])
 
 
 def assert_batch_invariant(model: keras.Model, n_users: int, n_movies: int, seed: int = 0) -> None:
@@ -34,9 +50,9 @@ def assert_batch_invariant(model: keras.Model, n_users: int, n_movies: int, seed
     probes = random_pairs(rng, 6, n_users, n_movies)
     probes[0] = [0, 0]
     probes[1] = [n_users - 1, n_movies - 1]
-    alone = np.array([float(np.asarray(model.predict_on_batch(probe[None, :]))[0, 0]) for probe in probes])
-    single = model.predict(probes[:1], verbose=0)
-    assert abs(float(single[0, 0]) - alone[0]) <= TOLERANCE
+    alone = np.concatenate([outputs_of(model, probe[None, :]) for probe in probes])
+    single = outputs_of(model, probes[:1], batch_size=1)
+    assert np.abs(single[0] - alone[0]).max() <= TOLERANCE
     for size in (6, 7, 64, 1000, 4099):
         for arrangement in range(2):
             batch = random_pairs(rng, size, n_users, n_movies)
@@ -47,27 +63,36 @@ def assert_batch_invariant(model: keras.Model, n_users: int, n_movies: int, seed
                 positions = positions[::-1].copy()
             batch[positions] = probes
             # One call on the whole batch (the server's way), and `predict` with the batch whole.
-            outputs = [np.asarray(model.predict_on_batch(batch))]
+            outputs = [outputs_of(model, batch)]
             if arrangement == 0:
-                outputs.append(model.predict(batch, batch_size=size, verbose=0))
+                outputs.append(outputs_of(model, batch, batch_size=size))
             for scores in outputs:
-                assert scores.shape == (size, 1)
-                worst = np.abs(scores[positions, 0] - alone)
+                assert scores.shape == (size, 2)
+                worst = np.abs(scores[positions] - alone).max(axis=1)
                 assert worst.max() <= TOLERANCE, (
                     f"pair {probes[worst.argmax()].tolist()} scores {alone[worst.argmax()]} alone but "
-                    f"{scores[positions[worst.argmax()], 0]} at position {positions[worst.argmax()]} "
+                    f"{scores[positions[worst.argmax()]]} at position {positions[worst.argmax()]} "
                     f"of a batch of {size}"
                 )
 
 
-def build_ensemble(members: int, n_users: int, n_movies: int, dim: int = 8) -> keras.Model:
+def random_tables(n_users: int, n_movies: int, rank: int, seed: int) -> RankingTables:
+    rng = np.random.default_rng(seed)
+    return RankingTables(
+        users=rng.normal(size=(n_users, rank)).astype(np.float32),
+        movies=rng.normal(size=(n_movies, rank)).astype(np.float32),
+        scales=rng.uniform(0.5, 2.0, n_movies).astype(np.float32),
+    )
+
+
+def build_model(members: int, n_users: int, n_movies: int, dim: int = 8, rank: int = 5) -> keras.Model:
     keras.utils.set_random_seed(members)
     pairs = pairs_input()
     outputs = [
         member_output(pairs, n_users, n_movies, TrainingConfig(embedding_dim=dim, activity_l2=0.0), member)
         for member in range(members)
     ]
-    return ensemble(pairs, outputs)
+    return recommender(pairs, outputs, ranking_output(pairs, random_tables(n_users, n_movies, rank, members)))
 
 
 def test_the_trained_model_scores_a_pair_the_same_in_any_batch(tiny_bundle):
@@ -77,21 +102,21 @@ def test_the_trained_model_scores_a_pair_the_same_in_any_batch(tiny_bundle):
 
 
 @pytest.mark.parametrize("members", [1, 3])
-def test_a_built_ensemble_is_batch_invariant_and_survives_a_safe_mode_round_trip(tmp_path, members):
+def test_a_built_model_is_batch_invariant_and_survives_a_safe_mode_round_trip(tmp_path, members):
     n_users, n_movies = 37, 113
-    model = build_ensemble(members, n_users, n_movies)
+    model = build_model(members, n_users, n_movies)
     assert_batch_invariant(model, n_users, n_movies, seed=members)
 
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     pairs = random_pairs(np.random.default_rng(1), 500, n_users, n_movies)
-    np.testing.assert_allclose(loaded.predict_on_batch(pairs), model.predict_on_batch(pairs), atol=TOLERANCE)
+    np.testing.assert_allclose(outputs_of(loaded, pairs), outputs_of(model, pairs), atol=TOLERANCE)
     assert_batch_invariant(loaded, n_users, n_movies, seed=members + 10)
 
 
-def test_the_ensemble_is_the_mean_of_its_members_sigmoid_scores():
+def test_rating_is_the_mean_of_the_members_sigmoid_scores_and_ranking_the_scaled_dot_product():
     n_users, n_movies = 11, 17
-    model = build_ensemble(3, n_users, n_movies)
+    model = build_model(3, n_users, n_movies)
     pairs = random_pairs(np.random.default_rng(2), 50, n_users, n_movies)
     by_hand = []
     for member in range(3):
@@ -105,7 +130,11 @@ def test_the_ensemble_is_the_mean_of_its_members_sigmoid_scores():
             + table["movie_bias"][movies, 0]
         )
         by_hand.append(1 / (1 + np.exp(-logit)))
-    np.testing.assert_allclose(model.predict_on_batch(pairs)[:, 0], np.mean(by_hand, axis=0), atol=TOLERANCE)
+    outputs = outputs_of(model, pairs)
+    np.testing.assert_allclose(outputs[:, 0], np.mean(by_hand, axis=0), atol=TOLERANCE)
+    tables = random_tables(n_users, n_movies, 5, 3)  # the tables build_model gave a 3-member model
+    ranking = np.sum(tables.users[users] * tables.movies[movies], axis=1) * tables.scales[movies]
+    np.testing.assert_allclose(outputs[:, 1], ranking, rtol=1e-5, atol=TOLERANCE)
 
 
 def test_the_saved_model_meets_the_bundle_contract(tiny_bundle):
@@ -115,9 +144,11 @@ def test_the_saved_model_meets_the_bundle_contract(tiny_bundle):
     assert model.inputs[0].shape == (None, 2)
     assert model.inputs[0].dtype == "int32"
     pairs = random_pairs(np.random.default_rng(3), 300, n_users, n_movies)
-    scores = np.asarray(model.predict_on_batch(pairs))
-    assert scores.shape == (300, 1)
-    assert np.all((scores >= 0) & (scores <= 1))
+    outputs = model.predict_on_batch(pairs)
+    assert set(outputs) == {RATING_OUTPUT, RANKING_OUTPUT}
+    assert np.asarray(outputs[RATING_OUTPUT]).shape == np.asarray(outputs[RANKING_OUTPUT]).shape == (300, 1)
+    assert np.all((outputs[RATING_OUTPUT] >= 0) & (outputs[RATING_OUTPUT] <= 1))
+    assert np.all(np.isfinite(outputs[RANKING_OUTPUT]))
     # The server finds every member's tables by name, sized by the encoders.
     names = {layer.name for layer in model.layers}
     for member in range(2):
@@ -126,3 +157,9 @@ def test_the_saved_model_meets_the_bundle_contract(tiny_bundle):
         assert model.get_layer(member_layer_name(member, "user_embedding")).input_dim == n_users
         assert model.get_layer(member_layer_name(member, "movie_embedding")).input_dim == n_movies
     assert member_layer_name(2, "user_embedding") not in names
+    assert model.get_layer(RANKING_USER_LAYER).input_dim == n_users
+    assert (
+        model.get_layer(RANKING_MOVIE_LAYER).input_dim
+        == model.get_layer(RANKING_SCALE_LAYER).input_dim
+        == n_movies
+    )

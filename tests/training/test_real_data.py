@@ -20,7 +20,7 @@ from tests.support.training import train
 from training.data import load
 from training.dataset import seed_split
 
-REAL = ["--epochs", "1", "--members", "1", "--verbose", "0", "--ranking-users", "50"]
+REAL = ["--epochs", "1", "--members", "1", "--verbose", "0", "--evaluation-users", "50"]
 ML_LATEST_SMALL = {"ratings": 100_836, "users": 610, "movies": 9_724}
 
 

@@ -80,7 +80,7 @@ def test_the_scheduled_command_retrains_survives_a_failed_run_and_stops_on_sigte
     models = tmp_path / "models"
     command = [sys.executable, "-m", "training", "--every", "2s", "--data-dir", str(data)]
     command += ["--model-dir", str(models), "--members", "1", "--epochs", "1", "--embedding-dim", "4"]
-    command += ["--verbose", "0", "--no-feedback", "--ranking-users", "10"]
+    command += ["--verbose", "0", "--no-feedback", "--evaluation-users", "10"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter, HTTPException
 
-from app.api.deps import BundleDep, movie_fields
+from app.api.deps import BundleDep, MovieIdPath, movie_fields
 from app.api.responses import NOT_FOUND
 from app.schemas import Movie
 
@@ -13,7 +13,7 @@ router = APIRouter(tags=["data"])
 
 
 @router.get("/movies/{movie_id}", response_model=Movie, responses=NOT_FOUND, summary="A movie")
-async def movie(movie_id: int, bundle: BundleDep) -> Movie:
+async def movie(movie_id: MovieIdPath, bundle: BundleDep) -> Movie:
     """Title, genres, and how often and how well the movie was rated."""
     row = bundle.movie_rows.get(movie_id)
     if row is None:

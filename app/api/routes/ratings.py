@@ -7,18 +7,16 @@ only, and are open, or need API_TOKEN when it is set (`write_router`: see `creat
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 
-from app.api.deps import BundleDep, ServiceDep, movie_fields
+from app.api.deps import BundleDep, MovieIdPath, ServiceDep, UserIdPath, movie_fields
 from app.api.responses import NOT_FOUND, UNAUTHORIZED, UNAVAILABLE
 from app.feedback import FeedbackUnavailable
 from app.feedback.schema import EPOCH
 from app.schemas import (
-    FeedbackId,
     RatedMovie,
     RatingBody,
     RatingsBody,
@@ -32,8 +30,6 @@ from app.served import ServedBundle
 router = APIRouter(tags=["ratings"])
 write_router = APIRouter(tags=["ratings"])
 
-UserId = Annotated[int, Path(**FeedbackId, description="Any positive user id, known to the model or not")]
-MovieId = Annotated[int, Path(**FeedbackId, description="A movie of the catalogue")]
 WRITE_ERRORS = {**UNAUTHORIZED, **UNAVAILABLE}
 
 
@@ -44,7 +40,7 @@ WRITE_ERRORS = {**UNAUTHORIZED, **UNAVAILABLE}
     summary="A user's highest-rated movies",
 )
 async def user_ratings(
-    user_id: UserId,
+    user_id: UserIdPath,
     service: ServiceDep,
     bundle: BundleDep,
     limit: Annotated[int, Query(ge=1, le=100, description="How many movies to return")] = 5,
@@ -65,15 +61,7 @@ async def user_ratings(
         stored, feedback = [], "unavailable"
     if row is None and not stored:
         raise HTTPException(404, f"unknown user_id {user_id}: no ratings in the data set or stored")
-    # movie row -> (stars, rated_at or None for the data set's); stored ratings replace the data set's.
-    merged: dict[int, tuple[float, datetime | None]] = {}
-    if row is not None:
-        movies, stars = bundle.ratings.of(row)
-        merged.update(zip(movies.tolist(), ((s, None) for s in stars.tolist()), strict=True))
-    for rating in stored:
-        movie_row = bundle.movie_rows.get(rating.movie_id)
-        if movie_row is not None:  # a movie this bundle's catalogue lacks cannot be shown
-            merged[movie_row] = (rating.rating, rating.rated_at)
+    merged = bundle.merged_ratings(user_id, stored)
     # Best first; among equal ratings, stored ones (newest first) before the data set's.
     best = sorted(merged.items(), key=lambda item: (-item[1][0], -(item[1][1] or EPOCH).timestamp()))[:limit]
     return UserRatings(
@@ -98,7 +86,7 @@ async def user_ratings(
     summary="Store or replace one rating",
 )
 async def put_rating(
-    user_id: UserId, movie_id: MovieId, body: RatingBody, service: ServiceDep, bundle: BundleDep
+    user_id: UserIdPath, movie_id: MovieIdPath, body: RatingBody, service: ServiceDep, bundle: BundleDep
 ) -> StoredRating:
     """Stores the user's rating of a movie, replacing any earlier one; the same rating again
     changes nothing (the row and its `rated_at` stay). A movie the catalogue does not know: 404."""
@@ -117,7 +105,7 @@ async def put_rating(
     summary="Store many ratings at once, all or none",
 )
 async def post_ratings(
-    user_id: UserId, body: RatingsBody, service: ServiceDep, bundle: BundleDep
+    user_id: UserIdPath, body: RatingsBody, service: ServiceDep, bundle: BundleDep
 ) -> StoredRatings:
     """Stores 1 to 1,000 ratings of one user in one transaction. A bad item (out of range, an
     unknown movie, a movie listed twice) is named by its index in a 422, and nothing is stored."""
@@ -138,7 +126,7 @@ async def post_ratings(
     responses={**NOT_FOUND, **WRITE_ERRORS},
     summary="Remove a stored rating",
 )
-async def delete_rating(user_id: UserId, movie_id: MovieId, service: ServiceDep) -> Response:
+async def delete_rating(user_id: UserIdPath, movie_id: MovieIdPath, service: ServiceDep) -> Response:
     """Removes the user's stored rating of a movie (the data set's ratings cannot be removed)."""
     if not await service.feedback.delete(user_id, movie_id):
         raise HTTPException(404, f"no stored rating of movie_id {movie_id} by user_id {user_id}")

@@ -18,7 +18,9 @@ def test_predict_matches_model_predict_in_request_order(client, tiny_loaded):
     ]
     body = client.post("/predict", json={"pairs": pairs}).json()
     expected = tiny_loaded.encoders.to_stars(
-        tiny_loaded.model.predict(np.stack([users, movies], 1).astype(np.int32), verbose=0).reshape(-1)
+        tiny_loaded.model.predict(np.stack([users, movies], 1).astype(np.int32), verbose=0)["rating"].reshape(
+            -1
+        )
     )
     assert [(p["user_id"], p["movie_id"]) for p in body["predictions"]] == [
         (p["user_id"], p["movie_id"]) for p in pairs
