@@ -19,7 +19,7 @@ import pytest
 
 from app.bundle import Bundle, load_bundle
 from tests.support import movielens
-from tests.support.data import catalogue, random_ratings, write_movielens
+from tests.support.data import catalogue, genre_taste, random_ratings, write_movielens
 from tests.support.training import train
 
 # Feedback store fixtures (tests.support.feedback): both database engines, a private STATE_DIR.
@@ -101,3 +101,13 @@ def movielens_folder(movielens_dir, tmp_path_factory) -> Path:
 def movielens_zip(movielens_dir, tmp_path_factory) -> Path:
     """The real data as a .zip: `movielens_dir` itself, or a zip of the folder."""
     return movielens.as_zip(movielens_dir, tmp_path_factory.mktemp("movielens-zip"))
+
+
+@pytest.fixture(scope="session")
+def taste_model_dir(tmp_path_factory) -> Path:
+    """A model folder trained on `genre_taste` data: users who each like one genre."""
+    folder = write_movielens(tmp_path_factory.mktemp("taste-data"), *genre_taste())
+    model_dir = tmp_path_factory.mktemp("taste-models")
+    flags = ("--epochs", "20", "--learning-rate", "0.02", "--batch-size", "64", "--patience", "3")
+    assert train(folder, model_dir, *flags) == 0
+    return model_dir

@@ -95,3 +95,42 @@ def write_movielens(
     ratings.to_csv(folder / "ratings.csv", index=False)
     movies.to_csv(folder / "movies.csv", index=False)
     return folder
+
+
+TASTE_GENRES = ("Action", "Comedy", "Drama", "Horror", "Romance")
+
+
+def genre_taste(
+    users_per_genre: int = 30, movies_per_genre: int = 40, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Ratings with a planted preference, and their catalogue: (ratings, movies).
+
+    Each movie has one genre of `TASTE_GENRES`; each user likes one genre. A user rates about 20
+    movies of their genre, 4 to 5 stars, and about 8 of the others, 1 to 3 stars. The first
+    movies of every genre are blockbusters that most users rate, whatever their taste, so the
+    most-rated movies are spread over all genres and popularity alone cannot tell tastes apart.
+    """
+    rng = np.random.default_rng(seed)
+    genres = np.repeat(np.arange(len(TASTE_GENRES)), movies_per_genre)
+    movie_ids = np.arange(1, len(genres) + 1)
+    rows = []
+    for user in range(users_per_genre * len(TASTE_GENRES)):
+        taste = user % len(TASTE_GENRES)
+        liked = rng.choice(np.flatnonzero(genres == taste), 20, replace=False)
+        others = rng.choice(np.flatnonzero(genres != taste), 8, replace=False)
+        blockbusters = np.flatnonzero(np.arange(len(genres)) % movies_per_genre < 2)
+        watched = np.unique(np.concatenate([liked, others, rng.choice(blockbusters, 4, replace=False)]))
+        for movie in watched:
+            stars = rng.choice([4.0, 4.5, 5.0]) if genres[movie] == taste else rng.choice([1.0, 2.0, 3.0])
+            rows.append(
+                (user + 1, int(movie_ids[movie]), float(stars), int(rng.integers(10**9, 1.6 * 10**9)))
+            )
+    ratings = pd.DataFrame(rows, columns=RATINGS_HEADER).sample(frac=1, random_state=seed)
+    movies = pd.DataFrame(
+        {
+            "movieId": movie_ids,
+            "title": [f"{TASTE_GENRES[g]} Movie {i} ({1980 + i % 40})" for i, g in enumerate(genres)],
+            "genres": [TASTE_GENRES[g] for g in genres],
+        }
+    )
+    return ratings.reset_index(drop=True), movies

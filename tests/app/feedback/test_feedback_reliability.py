@@ -153,6 +153,10 @@ async def check_degraded_service(api, bundle) -> None:
     assert {r["source"] for r in ratings.json()["ratings"]} == {"dataset"}
     assert (await api.get("/users/31337/ratings")).status_code == 503, "stored ratings cannot be ruled out"
     assert (await api.get(f"/users/{known}/recommendations")).status_code == 200
+    unknown = await api.get("/users/31337/recommendations")
+    assert unknown.status_code == 503 and "retry-after" in unknown.headers, "fold-in cannot be ruled out"
+    fallback = await api.get("/users/31337/recommendations", params={"fallback": "popular"})
+    assert fallback.status_code == 200 and fallback.json()["source"] == "popular"
     pairs = {"pairs": [{"user_id": known, "movie_id": movie}]}
     assert (await api.post("/predict", json=pairs)).status_code == 200
     started = time.monotonic()
@@ -171,6 +175,9 @@ async def check_recovered(api, bundle) -> None:
     assert (await api.put(f"/users/31337/ratings/{movie}", json={"rating": 5})).status_code == 200
     listed = (await api.get("/users/31337/ratings")).json()["ratings"]
     assert [(r["movie_id"], r["rating"]) for r in listed] == [(movie, 5), (bundle.encoders.movies[0], 4)]
+    folded = (await api.get("/users/31337/recommendations")).json()
+    assert folded["source"] == "fold-in"
+    assert not {movie, bundle.encoders.movies[0]} & {r["movie_id"] for r in folded["recommendations"]}
 
 
 OUTAGES = {  # how PostgreSQL goes away, and how it comes back
