@@ -94,7 +94,8 @@ def fold_in(args: argparse.Namespace) -> dict:
                 known = mine[mine.movieId.isin(catalogue)]
                 results["first_half_movies_unknown_to_the_bundle"] += len(mine) - len(known)
                 items = [
-                    {"movie_id": int(m), "rating": float(r)} for m, r in zip(known.movieId, known.rating)
+                    {"movie_id": int(m), "rating": float(r)}
+                    for m, r in zip(known.movieId, known.rating, strict=True)
                 ]
                 for start in range(0, len(items), 1000):  # the route takes 1 to 1,000 a request
                     body = {"ratings": items[start : start + 1000]}
