@@ -354,7 +354,7 @@ function renderModel(model) {
   const metrics = model.metrics || {};
   const names = [...Object.keys(MODEL_ROWS).filter((n) => n in metrics), ...Object.keys(metrics).filter((n) => !(n in MODEL_ROWS))];
   const cell = (value, digits) =>
-    typeof value === "number" ? h("td", {}, value.toFixed(digits)) : h("td", { class: "none" }, ["—", srOnly("not measured")]);
+    typeof value === "number" ? h("td", {}, value.toFixed(digits)) : h("td", { class: "none" }, ["—", srOnly(" not measured")]);
   $("model-metrics").tBodies[0].replaceChildren(
     ...names.map((name) =>
       h("tr", { class: name === "model" ? "served" : "" }, [
@@ -703,6 +703,7 @@ async function unrate(item) {
   }
   await refreshFresh();
   setStatus($("search-status"), `Removed your rating of ${item.title}.`, "info");
+  $("fresh-rated-heading").focus(); // its button is gone: keep the keyboard's place nearby
 }
 
 function askForToken(retry) {
