@@ -783,8 +783,10 @@ async function search(text) {
   list.replaceChildren(...body.movies.map(searchItem));
   if (body.movies.length === 0) {
     setStatus(status, `No title has every word of “${query}”. Try fewer or other words.`, "empty");
+  } else if (query && body.movies.length === SEARCH_LIMIT) {
+    setStatus(status, `The ${SEARCH_LIMIT} most-rated titles that match “${query}”; more words narrow the search.`);
   } else if (query) {
-    setStatus(status, `${body.movies.length} ${body.movies.length === 1 ? "movie matches" : "movies match"} “${query}”, most-rated first.`);
+    setStatus(status, `${body.movies.length} ${body.movies.length === 1 ? "title matches" : "titles match"} “${query}”, most-rated first.`);
   } else {
     setStatus(status, "The most-rated movies. Search for others by title.");
   }
