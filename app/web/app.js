@@ -335,7 +335,7 @@ function renderModel(model) {
   const created = new Date(model.created_at);
   const facts = [
     ["Version", h("code", {}, model.version)],
-    ["Trained", Number.isNaN(created.getTime()) ? model.created_at : `${created.toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" })} (${ago(created)})`],
+    ["Trained", Number.isNaN(created.getTime()) ? model.created_at : `${created.toLocaleString("en-GB", WHEN)} (${ago(created)})`],
   ];
   if (data.ratings !== undefined) {
     const fromApi = data.ratings_from_feedback ? `, ${number.format(data.ratings_from_feedback)} of them given through this API` : "";
@@ -367,6 +367,8 @@ function renderModel(model) {
   $("model-metrics").hidden = names.length === 0;
   setStatus($("model-status"), names.length ? "" : "This model's metadata has no evaluation figures.", "empty");
 }
+
+const WHEN = { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
 
 function ago(date) {
   const seconds = Math.round((Date.now() - date.getTime()) / 1000);
