@@ -61,6 +61,7 @@ def screenshot(page, name: str) -> Path:
     from PIL import Image
 
     path = screenshots_dir() / f"{name}.png"
+    page.mouse.move(0, 0)  # no hover effect in the picture
     page.screenshot(path=path, animations="disabled")
     with Image.open(path) as image:
         image.convert("RGB").quantize(colors=64).save(path, optimize=True)
@@ -200,7 +201,6 @@ def start_fresh(page) -> int:
 def show_from(page, element_id: str) -> None:
     """Scrolls the box holding an element to the top of the viewport."""
     page.evaluate("id => document.getElementById(id).closest('section').scrollIntoView()", element_id)
-    page.mouse.move(0, 0)
 
 
 def no_sideways_scroll(page) -> None:
@@ -292,7 +292,6 @@ def test_a_fresh_user_who_rates_five_movies_of_a_genre_sees_the_list_follow(page
     assert listed(page, "fresh-rated") and set(listed(page, "fresh-rated")) == set(rated)
 
     page.evaluate("window.scrollTo(0, 0)")
-    page.mouse.move(0, 0)  # no hover effect in the picture
     screenshot(page, "start-fresh")
     page.set_viewport_size(PHONE)
     no_sideways_scroll(page)
