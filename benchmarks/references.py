@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, HTTPException, Query
+from starlette.responses import Response
 
-from app.bundle import MEMBER_ROLES, load_bundle
+from app.bundle import MEMBER_ROLES, RANKING_OUTPUT, RATING_OUTPUT, load_bundle
 from app.bundle_store import current_bundle_path
 from app.ranking import top_k_unseen
 from app.schemas import PredictBody, Predictions, Recommendations, Status
-from app.scoring import member_tables
+from app.scoring import Tables
 
 UNKNOWN = "unknown user_id or movie_id"
 K = Annotated[int, Query(ge=1, le=100, description="How many movies to return")]
@@ -42,10 +44,17 @@ class Reference:
         if kind == "naive":
             self.recommend(self.encoders.users[0], 10)  # traces predict once, as the real server warms up
             return
-        members = member_tables(self.bundle.model)  # each member's trained tables, float32
-        user, movie, user_bias, movie_bias = ([np.asarray(m[role]) for m in members] for role in MEMBER_ROLES)
+        tables = Tables.of(self.bundle.model)  # the trained tables, float32
+        user, movie, user_bias, movie_bias = (
+            [np.asarray(m[role]) for m in tables.members] for role in MEMBER_ROLES
+        )
         self.user_vectors, self.movie_vectors = np.stack(user), np.stack(movie)  # (members, rows, dim)
         self.user_bias, self.movie_bias = np.stack(user_bias)[..., 0], np.stack(movie_bias)[..., 0]
+        self.ranking_users, self.ranking_movies = (
+            np.asarray(tables.ranking_users),
+            np.asarray(tables.ranking_movies),
+        )
+        self.ranking_scales = np.asarray(tables.ranking_scales)[:, 0]
         self.bundle = replace(self.bundle, model=None)  # nothing below calls Keras
         gc.collect()  # TensorFlow leaves ~400,000 long-lived objects each full collection would walk
         gc.freeze()
@@ -53,33 +62,52 @@ class Reference:
     async def readyz(self) -> Status:
         return Status(status="ready", model_version=self.bundle.version)
 
-    def recommend(self, user_id: int, k: K = 10) -> dict[str, Any]:
+    def recommend(self, user_id: int, k: K = 10) -> Any:
         if (user := self.user_rows.get(user_id)) is None:
             raise HTTPException(404, f"unknown user_id {user_id}")
         rated = self.bundle.ratings.of(user)[0]
-        if self.kind == "naive":  # the seed notebook's code, names and all
+        if self.kind == "naive":  # the seed notebook's code, names and all, ranking by `ranking`
             movies_watched = set(rated.tolist())
             movies_not_watched = [[m] for m in range(self.n_movies) if m not in movies_watched]
             user_movie_array = np.hstack(([[user]] * len(movies_not_watched), movies_not_watched))
-            ratings = self.bundle.model.predict(user_movie_array.astype(np.int32), verbose=0).flatten()
-            top_ratings_indices = ratings.argsort()[-k:][::-1]
-            top = [movies_not_watched[i][0] for i in top_ratings_indices]
-            return self.listing(user_id, top, ratings[top_ratings_indices])
-        # Mean over members of sigmoid(M @ u + b_u + b_m): one matrix-vector product per member.
-        logits = np.matmul(self.movie_vectors, self.user_vectors[:, user, :, None])[..., 0]
-        scores = (1.0 / (1.0 + np.exp(-(logits + self.user_bias[:, user, None] + self.movie_bias)))).mean(0)
-        top = top_k_unseen(scores[None], [rated], k)[0]
+            outputs = self.bundle.model.predict(user_movie_array.astype(np.int32), verbose=0)
+            ranking, ratings = outputs[RANKING_OUTPUT].flatten(), outputs[RATING_OUTPUT].flatten()
+            top_indices = ranking.argsort(kind="stable")[-k:][::-1]
+            top = [movies_not_watched[i][0] for i in top_indices]
+            return self.listing(user_id, top, ratings[top_indices], ranking[top_indices])
+        # One matrix-vector product for the ranking of every movie, then the rating of the k listed.
+        ranking = (self.ranking_movies @ self.ranking_users[user]) * self.ranking_scales
+        top = top_k_unseen(ranking[None], [rated], k)[0]
         top = top[top >= 0]
-        return self.listing(user_id, top.tolist(), scores[top])
+        logits = np.einsum("mkd,md->mk", self.movie_vectors[:, top], self.user_vectors[:, user])
+        ratings = (
+            1.0 / (1.0 + np.exp(-(logits + self.user_bias[:, user, None] + self.movie_bias[:, top])))
+        ).mean(0)
+        return self.listing(user_id, top.tolist(), ratings, ranking[top])
 
-    def listing(self, user_id: int, rows: list[int], scores: np.ndarray) -> dict[str, Any]:
+    def listing(self, user_id: int, rows: list[int], ratings: np.ndarray, ranking: np.ndarray) -> Response:
+        """The answer, written straight to JSON: the least a correct server can do."""
         ids, titles, genres = self.encoders.movies, self.bundle.catalogue.titles, self.bundle.catalogue.genres
-        stars = self.encoders.to_stars(scores.astype(np.float64)).tolist()
+        stars = self.encoders.to_stars(ratings.astype(np.float64)).tolist()
         found = [
-            dict(rank=n, movie_id=ids[r], title=titles[r], genres=genres[r], predicted_rating=round(s, 4))
-            for n, (r, s) in enumerate(zip(rows, stars, strict=True), start=1)
+            {
+                "rank": n,
+                "movie_id": ids[r],
+                "title": titles[r],
+                "genres": genres[r],
+                "predicted_rating": round(s, 4),
+                "score": round(float(g), 6),
+                "because": None,
+            }
+            for n, (r, s, g) in enumerate(zip(rows, stars, ranking.tolist(), strict=True), start=1)
         ]
-        return dict(user_id=user_id, model_version=self.bundle.version, source="model", recommendations=found)
+        body = {
+            "user_id": user_id,
+            "model_version": self.bundle.version,
+            "source": "model",
+            "recommendations": found,
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
 
     def predict(self, body: PredictBody) -> dict[str, Any]:
         rows = [(self.user_rows.get(p.user_id), self.movie_rows.get(p.movie_id)) for p in body.pairs]
@@ -88,7 +116,9 @@ class Reference:
         if not known:
             scores = np.zeros(0)
         elif self.kind == "naive":
-            scores = self.bundle.model.predict(np.stack([users, movies], axis=1), verbose=0).flatten()
+            scores = self.bundle.model.predict(np.stack([users, movies], axis=1), verbose=0)[
+                RATING_OUTPUT
+            ].flatten()
         else:
             logits = np.einsum("mpd,mpd->mp", self.user_vectors[:, users], self.movie_vectors[:, movies])
             logits += self.user_bias[:, users] + self.movie_bias[:, movies]
@@ -98,7 +128,10 @@ class Reference:
         for i, p in enumerate(body.pairs):
             rating, error = (round(stars[i], 4), None) if i in stars else (None, UNKNOWN)
             out.append(dict(user_id=p.user_id, movie_id=p.movie_id, predicted_rating=rating, error=error))
-        return dict(model_version=self.bundle.version, predictions=out)
+        return Response(
+            orjson.dumps({"model_version": self.bundle.version, "predictions": out}),
+            media_type="application/json",
+        )
 
 
 def create_app(kind: str, bundle_path: Path) -> FastAPI:
