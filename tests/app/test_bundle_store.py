@@ -245,3 +245,27 @@ def test_pruning_without_current_keeps_the_newest(tmp_path):
     folders = make_versions(tmp_path, 4)
     prune_versions(tmp_path, keep=2)
     assert version_folders(tmp_path) == folders[2:]
+
+
+def test_pruning_killed_midway_leaves_no_visible_partial_version(tmp_path, monkeypatch):
+    """A run killed while deleting an old version: the version is gone from sight whole, or is
+    still whole; what was half deleted is hidden, and the next pruning removes it."""
+    folders = make_versions(tmp_path, 4)
+    for folder in folders:
+        for name in REQUIRED_FILES:
+            (folder / name).write_bytes(b"x")
+    point_current(tmp_path, folders[-1].name)
+
+    def killed_after_one_file(path, ignore_errors=False):
+        sorted(Path(path).iterdir())[0].unlink()
+        raise KeyboardInterrupt  # stands for SIGKILL: nothing after this line runs
+
+    monkeypatch.setattr("app.bundle_store.shutil.rmtree", killed_after_one_file)
+    with pytest.raises(KeyboardInterrupt):
+        prune_versions(tmp_path, keep=2)
+    for version in version_folders(tmp_path):
+        assert sorted(p.name for p in version.iterdir()) == sorted(REQUIRED_FILES), version
+    monkeypatch.undo()
+    prune_versions(tmp_path, keep=2)
+    assert version_folders(tmp_path) == folders[2:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CURRENT, *(f.name for f in folders[2:])])
