@@ -21,6 +21,7 @@ from app.bundle import HOW_TO_MAKE_ONE, BundleError
 
 CURRENT = "current"
 STAGING_PREFIX = ".incomplete-"
+PRUNING_PREFIX = ".pruning-"
 WRITER_LOCK = ".writer.lock"
 
 
@@ -76,13 +77,25 @@ def version_folders(model_dir: Path) -> list[Path]:
 
 
 def prune_versions(model_dir: Path, keep: int) -> list[Path]:
-    """Removes all but the newest `keep` versions; never the one `current` points at."""
+    """Removes all but the newest `keep` versions; never the one `current` points at.
+
+    Each one is first renamed to a hidden name (one atomic step), then deleted: a run killed
+    midway leaves a hidden folder, which the next pruning deletes, never a visible version with
+    files missing.
+    """
+    for leftover in model_dir.glob(f"{PRUNING_PREFIX}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     current = (model_dir / CURRENT).resolve() if (model_dir / CURRENT).exists() else None
     removable = [p for p in version_folders(model_dir) if p.resolve() != current]
     kept_besides_current = max(keep - (1 if current else 0), 0)
     doomed = removable[: max(len(removable) - kept_besides_current, 0)]
     for path in doomed:
-        shutil.rmtree(path, ignore_errors=True)
+        hidden = model_dir / f"{PRUNING_PREFIX}{path.name}"
+        try:
+            path.rename(hidden)
+        except FileNotFoundError:
+            continue  # pruned by another run meanwhile
+        shutil.rmtree(hidden, ignore_errors=True)
     return doomed
 
 
