@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.bundle import FORMAT_VERSION, REQUIRED_FILES, BundleError, Encoders, load_bundle
+from tests.support.bundles import drop_last_movies, reverse_users
 from tests.support.data import ODD_MOVIE_IDS, ODD_USER_IDS
 
 HOW_TO = "python -m training"
@@ -192,3 +193,16 @@ def test_an_intact_copy_loads(bundle_copy, tiny_bundle):
     assert bundle.version == tiny_bundle.name
     assert len(bundle.catalogue.titles) == len(bundle.encoders.movies)
     assert bundle.ratings.indptr[-1] == len(bundle.ratings.movies)
+
+
+# --- encoders bound to the model ---------------------------------------------------------------
+
+
+def test_encoders_listing_fewer_movies_than_the_model_are_refused(bundle_copy):
+    drop_last_movies(bundle_copy, 100)
+    expect_refusal(bundle_copy, "encoders.json")
+
+
+def test_encoders_in_another_order_than_the_models_are_refused(bundle_copy):
+    reverse_users(bundle_copy)
+    expect_refusal(bundle_copy, "encoders.json")

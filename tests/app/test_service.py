@@ -11,6 +11,7 @@ from app.bundle import MODEL_FILE
 from app.bundle_store import point_current
 from app.main import create_app
 from app.settings import Settings
+from tests.support.bundles import drop_last_movies, reverse_users
 
 pytestmark = pytest.mark.anyio
 
@@ -82,3 +83,16 @@ async def test_a_full_queue_answers_503_with_retry_after(tiny_model_dir):
     assert 200 in statuses and 503 in statuses
     rejected = next(r for r in responses if r.status_code == 503)
     assert rejected.headers["retry-after"] == "1" and "detail" in rejected.json()
+
+
+@pytest.mark.parametrize("damage", ["drop_last_movies", "reverse_users"])
+async def test_a_bundle_whose_encoders_do_not_match_its_model_is_never_swapped_in(two_versions, damage):
+    if damage == "drop_last_movies":
+        drop_last_movies(two_versions / "v2", 100)
+    else:
+        reverse_users(two_versions / "v2")
+    app = create_app(Settings(model_dir=two_versions, reload_interval_s=0))
+    async with app.router.lifespan_context(app):
+        point_current(two_versions, "v2")
+        assert await app.state.service.reload() == "refused"
+        assert app.state.service.bundle.version == "v1"
