@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from app.bundle import HOW_TO_MAKE_ONE, BundleError
+from app.bundle import HOW_TO_MAKE_ONE, BundleError, write_manifest
 
 CURRENT = "current"
 STAGING_PREFIX = ".incomplete-"
@@ -28,7 +28,8 @@ WRITER_LOCK = ".writer.lock"
 def publish_bundle(model_dir: Path, version: str, write: Callable[[Path], None], keep: int = 3) -> Path:
     """Has `write` fill a staging folder, renames it to `version`, points `current` at it, prunes.
 
-    Everything is fsynced before the rename, so a published bundle survives a power loss.
+    The manifest (`app.bundle.write_manifest`) is written once `write` is done, so it covers every
+    file. Everything is fsynced before the rename, so a published bundle survives a power loss.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_abandoned_staging(model_dir)
@@ -37,6 +38,7 @@ def publish_bundle(model_dir: Path, version: str, write: Callable[[Path], None],
     try:
         with _writer_lock(staging):
             write(staging)
+            write_manifest(staging)
             (staging / WRITER_LOCK).unlink()  # still locked through the open handle until renamed
             _fsync_tree(staging)
             final = model_dir / version

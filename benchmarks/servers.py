@@ -18,8 +18,8 @@ tail if the server exits or the deadline passes), `wait(timeout)` (exit code), `
 (SIGTERM, 15 s, then SIGKILL, to this process only; also on leaving `with`), `log(last_lines=None)`,
 `memory_mb()` (peak and current RSS), `cpu_seconds()`, `fetch(path, body=None)` (the JSON answer to
 a GET, or to a POST of `body`). Beside it: `free_port()`, and `copy_bundle_as(bundle, model_dir,
-version)`, which copies a bundle under a new version name, as training would publish it, for live
-swaps (`current` left alone).
+version)`, which copies a bundle under a new version name (its manifest written again), as training
+would publish it, for live swaps (`current` left alone).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.bundle import METADATA_FILE
+from app.bundle import METADATA_FILE, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -146,6 +146,7 @@ def copy_bundle_as(bundle: Path, model_dir: Path, version: str) -> Path:
     shutil.copytree(bundle, model_dir / version)
     metadata = json.loads((model_dir / version / METADATA_FILE).read_text())
     (model_dir / version / METADATA_FILE).write_text(json.dumps({**metadata, "version": version}))
+    write_manifest(model_dir / version)
     return model_dir / version
 
 

@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.bundle import REQUIRED_FILES, BundleError, load_bundle, new_version, write_bundle_files
+from app.bundle import (
+    MANIFEST_FILE,
+    REQUIRED_FILES,
+    BundleError,
+    load_bundle,
+    new_version,
+    write_bundle_files,
+)
 from app.bundle_store import (
     CURRENT,
     STAGING_PREFIX,
@@ -66,7 +73,7 @@ def test_a_written_bundle_is_complete_published_and_loadable(tiny_loaded, model_
     assert current_bundle_path(model_dir_copy) == written.resolve()
     assert (model_dir_copy / CURRENT).is_symlink()
     assert os.readlink(model_dir_copy / CURRENT) == written.name  # relative: the folder can move
-    assert {p.name for p in written.iterdir()} == set(REQUIRED_FILES)
+    assert {p.name for p in written.iterdir()} == {*REQUIRED_FILES, MANIFEST_FILE}
     assert version_folders(model_dir_copy) == sorted([old, written])
     assert not temporaries(model_dir_copy)
     again = load_bundle(current_bundle_path(model_dir_copy))
