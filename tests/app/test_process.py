@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
+from app.bundle import write_manifest
 from benchmarks.servers import Server
 
 # Each test waits on real processes with limits of its own (120 s for a server to exit, 60 s for it
@@ -45,6 +49,75 @@ def test_an_invalid_setting_stops_start_up_naming_it(tiny_model_dir):
     assert server.wait(120) == 2
     stderr = server.log()
     assert "BATCH_WINDOW_MS" in stderr and "Traceback" not in stderr
+
+
+# Root reads any folder; without these two capabilities it cannot, as any other user could not.
+UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+
+
+def error_lines(log: str) -> list[dict]:
+    """The server's JSON log lines at level error (TensorFlow's own start-up lines aside)."""
+    found = []
+    for line in log.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("level") == "error":
+                found.append(record)
+    return found
+
+
+def model_without_members(folder: Path) -> None:
+    import keras
+
+    inputs = keras.Input((2,), dtype="int32", name="pairs")
+    score = keras.layers.Dense(1, activation="sigmoid")(keras.ops.cast(inputs, "float32"))
+    keras.Model(inputs, {"rating": score, "ranking": score}).save(folder / "model.keras")
+    write_manifest(folder)
+
+
+@pytest.mark.parametrize("case", ["CORS_ORIGINS=notjson", "no member layers", "unreadable MODEL_DIR"])
+def test_a_start_up_failure_is_one_error_line_and_exit_status_2(tmp_path, tiny_model_dir, case):
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, models, symlinks=True)
+    env, prefix, says = {}, [], case.split("=")[0]
+    if case == "CORS_ORIGINS=notjson":
+        env = {"CORS_ORIGINS": "notjson"}
+    elif case == "no member layers":
+        model_without_members(models.resolve() / "current")
+        says = "member0_user_embedding"
+    else:
+        models.chmod(0)
+        prefix, says = UNPRIVILEGED, "Permission denied"
+    server = Server(models, env, ready_within=None, prefix=prefix)
+    try:
+        status = server.wait(120)
+    finally:
+        models.chmod(0o755)
+    log = server.log()
+    assert status == 2, log
+    assert "Traceback" not in log, log
+    errors = error_lines(log)
+    assert len(errors) == 1 and says in json.dumps(errors[0]), log
+
+
+def test_an_unreadable_model_dir_at_reload_is_a_refusal_logged_once(tmp_path, tiny_model_dir):
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, models, symlinks=True)
+    env = {"ADMIN_TOKEN": "a", "RELOAD_INTERVAL_S": "0.1"}
+    with Server(models, env, prefix=UNPRIVILEGED) as server:
+        models.chmod(0)
+        try:
+            reload = httpx.post(f"{server.url}/admin/reload", headers={"authorization": "Bearer a"})
+            time.sleep(1)  # about 10 checks in the background
+        finally:
+            models.chmod(0o755)
+        refused = httpx.get(f"{server.url}/metrics").text
+    assert reload.status_code == 200 and reload.json()["outcome"] == "refused", reload.text
+    log = server.log()
+    assert "Traceback" not in log, log
+    errors = error_lines(log)
+    assert len(errors) == 1 and "Permission denied" in errors[0]["reason"], log
+    assert 'model_events_total{event="refused"}' in refused
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_model_dir):

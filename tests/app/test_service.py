@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 import pytest
 
+from app import logs
 from app.bundle import MODEL_FILE
 from app.bundle_store import point_current
 from app.main import create_app
@@ -96,3 +98,69 @@ async def test_a_bundle_whose_encoders_do_not_match_its_model_is_never_swapped_i
         point_current(two_versions, "v2")
         assert await app.state.service.reload() == "refused"
         assert app.state.service.bundle.version == "v1"
+
+
+class Lines(logging.Handler):
+    """The service's log records, as they are logged (before the JSON writer thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def events(self, event: str) -> list[dict]:
+        return [r.fields for r in self.records if r.getMessage() == event]
+
+
+@pytest.fixture
+def lines():
+    handler = Lines()
+    logs.logger.addHandler(handler)
+    yield handler
+    logs.logger.removeHandler(handler)
+
+
+async def test_a_refused_bundle_fixed_in_place_is_swapped_in(two_versions):
+    model = (two_versions / "v2" / MODEL_FILE).read_bytes()
+    (two_versions / "v2" / MODEL_FILE).write_bytes(b"corrupt")
+    app = create_app(Settings(model_dir=two_versions, reload_interval_s=0))
+    async with app.router.lifespan_context(app):
+        service = app.state.service
+        point_current(two_versions, "v2")
+        assert await service.reload() == "refused"
+        assert await service.reload() == "refused"
+        (two_versions / "v2" / MODEL_FILE).write_bytes(model)  # the operator puts the right file back
+        assert await service.reload() == "swapped"
+        assert service.bundle.version == "v2"
+
+
+async def test_a_dangling_current_is_logged_once_and_counted(two_versions, lines):
+    app = create_app(Settings(model_dir=two_versions, reload_interval_s=0.02))
+    async with app.router.lifespan_context(app):
+        (two_versions / "current").unlink()
+        (two_versions / "current").symlink_to("v3")  # no such version
+        await asyncio.sleep(0.5)
+        refusals = app.state.service.metrics.registry.get_sample_value(
+            "model_events_total", {"event": "refused"}
+        )
+    assert len(lines.events("model refused")) == 1, lines.events("model refused")
+    assert "v3" in lines.events("model refused")[0]["reason"]
+    assert refusals >= 2
+
+
+async def test_a_model_dir_that_cannot_be_read_is_a_refusal_with_a_reason(two_versions, lines):
+    """`current` pointing at a name the system cannot even look up (longer than NAME_MAX): the
+    OSError is a refusal with its reason, never an exception out of reload or the watcher."""
+    app = create_app(Settings(model_dir=two_versions, reload_interval_s=0.02))
+    async with app.router.lifespan_context(app):
+        (two_versions / "current").unlink()
+        (two_versions / "current").symlink_to("v" * 300)
+        assert await app.state.service.reload() == "refused"
+        await asyncio.sleep(0.3)
+        assert app.state.service.bundle.version == "v1"
+    assert [e["reason"] for e in lines.events("model refused")] == [
+        lines.events("model refused")[0]["reason"]
+    ]
+    assert "name too long" in lines.events("model refused")[0]["reason"].lower()
