@@ -61,11 +61,32 @@ def point_current(model_dir: Path, version: str) -> None:
 
 
 def current_bundle_path(model_dir: Path) -> Path:
-    """The version folder that `current` points at, resolved once so a swap mid-load is harmless."""
+    """The version folder that `current` points at, resolved once so a swap mid-load is harmless.
+
+    Raises `BundleError`, with the reason, when there is none or it cannot be read.
+    """
     link = model_dir / CURRENT
-    if not link.exists():
-        raise BundleError(f"no bundle at {link}: {HOW_TO_MAKE_ONE}")
-    return link.resolve()
+    try:
+        if link.is_symlink() and not link.exists():
+            raise BundleError(f"{link} points at {os.readlink(link)}, which is not there; {HOW_TO_MAKE_ONE}")
+        if not link.exists():
+            raise BundleError(f"no bundle at {link}: {HOW_TO_MAKE_ONE}")
+        return link.resolve()
+    except OSError as error:
+        raise BundleError(f"cannot read {link} ({error.strerror or error}); {HOW_TO_MAKE_ONE}") from error
+
+
+def folder_stamp(folder: Path) -> tuple[str, tuple[tuple[str, int, int, int], ...]]:
+    """What a version folder holds, cheaply: each file's name, size, inode and modification time.
+
+    A refused bundle is remembered by its stamp, not its name: fixed in place, it is tried again.
+    Raises OSError if the folder cannot be read.
+    """
+    entries = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        status = entry.stat()
+        entries.append((entry.name, status.st_size, status.st_ino, status.st_mtime_ns))
+    return str(folder), tuple(entries)
 
 
 def version_folders(model_dir: Path) -> list[Path]:

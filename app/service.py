@@ -23,7 +23,7 @@ import numpy as np
 
 from app.batcher import Batched, MicroBatcher
 from app.bundle import BundleError
-from app.bundle_store import current_bundle_path
+from app.bundle_store import current_bundle_path, folder_stamp
 from app.feedback import FeedbackStore, FeedbackUnavailable
 from app.inference import (
     PredictRequest,
@@ -33,13 +33,15 @@ from app.inference import (
     predict_batch,
     recommend_batch,
 )
-from app.logs import log
+from app.logs import Throttle, log
 from app.metrics import Metrics
 from app.served import ServedBundle
 from app.settings import Settings
 
 # Requests in flight on a swapped-out bundle finish well within this; then the heap is frozen again.
 SETTLE_SECONDS = 5.0
+# The same refusal (a dangling `current`, say) is logged again at most this often; each is counted.
+REPEATED_ERROR_LOG_S = 300.0
 
 
 class Service:
@@ -57,7 +59,8 @@ class Service:
         self.feedback = FeedbackStore.from_settings(settings)
         metrics.database_up.set_function(lambda: float(self.feedback.available))
         self._reload_lock = asyncio.Lock()
-        self._refused: Path | None = None
+        self._refused: object = None  # what the last refused folder held (`folder_stamp`)
+        self._errors = Throttle(REPEATED_ERROR_LOG_S)
         self._watcher: asyncio.Task[None] | None = None
 
     def _batcher(
@@ -119,21 +122,26 @@ class Service:
     async def predict(self, bundle: ServedBundle, pairs: np.ndarray) -> Batched[np.ndarray]:
         return await self._predict.submit(PredictRequest(bundle, pairs))
 
-    async def reload(self) -> str:
-        """Loads `current` if it points somewhere new; answers 'unchanged', 'swapped' or 'refused'."""
+    async def reload(self, force: bool = False) -> str:
+        """Loads `current` if it points somewhere new; answers 'unchanged', 'swapped' or 'refused'.
+
+        A refused folder is tried again once what it holds changes (fixed in place, say), or at
+        once when `force` (an operator's explicit reload); any failure is a refusal with a reason.
+        """
         async with self._reload_lock:
             try:
                 path = current_bundle_path(self.settings.model_dir)
-            except BundleError as error:
+                if self.bundle is not None and path == self.bundle.bundle.path:
+                    return "unchanged"
+                stamp = await asyncio.to_thread(folder_stamp, path)
+            except (BundleError, OSError) as error:
                 return self._refuse(None, error)
-            if self.bundle is not None and path == self.bundle.bundle.path:
-                return "unchanged"
-            if path == self._refused:
+            if stamp == self._refused and not force:
                 return "refused"
             try:
                 bundle = await asyncio.to_thread(ServedBundle.load, path)
             except Exception as error:  # any defect of a new bundle: keep serving the old one
-                return self._refuse(path, error)
+                return self._refuse(path, error, stamp)
             self._install(bundle, "swapped")
             return "swapped"
 
@@ -150,14 +158,17 @@ class Service:
         else:  # once requests that started on the old bundle are done, so that it is not frozen too
             asyncio.get_running_loop().call_later(SETTLE_SECONDS, freeze_heap)
 
-    def _refuse(self, path: Path | None, error: Exception) -> str:
-        self._refused = path
+    def _refuse(self, path: Path | None, error: Exception, stamp: object = None) -> str:
+        """Counts a refusal and logs it (an identical one at most every `REPEATED_ERROR_LOG_S`)."""
+        self._refused = stamp
         self.metrics.model_events.labels("refused").inc()
-        log(
+        reason = first_line(error)
+        self._errors.log(
+            reason,
             "model refused",
             logging.ERROR,
             bundle=path and path.name,
-            reason=str(error).splitlines()[0],
+            reason=reason,
             model_version=self.bundle and self.bundle.version,
         )
         return "refused"
@@ -165,8 +176,18 @@ class Service:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reload_interval_s)
-            with contextlib.suppress(Exception):
+            try:
                 await self.reload()
+            except Exception as error:  # reload refuses what it expects; the rest is counted, not lost
+                self.metrics.model_events.labels("error").inc()
+                reason = first_line(error)
+                self._errors.log(reason, "model check failed", logging.ERROR, reason=reason)
+
+
+def first_line(error: BaseException) -> str:
+    """An error's reason in one line: its message's first line, or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def freeze_heap() -> None:

@@ -164,3 +164,18 @@ async def test_a_model_dir_that_cannot_be_read_is_a_refusal_with_a_reason(two_ve
         lines.events("model refused")[0]["reason"]
     ]
     assert "name too long" in lines.events("model refused")[0]["reason"].lower()
+
+
+async def test_an_unexpected_error_in_the_background_check_is_logged_once_and_counted(two_versions, lines):
+    app = create_app(Settings(model_dir=two_versions, reload_interval_s=0.02))
+    async with app.router.lifespan_context(app):
+        service = app.state.service
+
+        async def broken(force: bool = False) -> str:
+            raise RuntimeError("disk on fire")
+
+        service.reload = broken
+        await asyncio.sleep(0.3)
+        errors = service.metrics.registry.get_sample_value("model_events_total", {"event": "error"})
+    assert [e["reason"] for e in lines.events("model check failed")] == ["disk on fire"]
+    assert errors >= 2

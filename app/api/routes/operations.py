@@ -54,6 +54,9 @@ async def metrics(service: ServiceDep) -> Response:
     summary="Load the bundle `current` points to now",
 )
 async def reload(service: ServiceDep) -> dict[str, Any]:
-    """Swaps in a new bundle without dropping requests; needs `Authorization: Bearer ADMIN_TOKEN`."""
-    outcome = await service.reload()
+    """Swaps in a new bundle without dropping requests; needs `Authorization: Bearer ADMIN_TOKEN`.
+
+    Tries again a bundle that was refused, even unchanged; the reason of a refusal is in the log.
+    """
+    outcome = await service.reload(force=True)
     return {"outcome": outcome, "model_version": service.bundle and service.bundle.version}
