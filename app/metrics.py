@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
 
+from app.logs import dropped_lines
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -22,6 +24,7 @@ class Metrics:
     rejected: Counter
     queued: Gauge
     database_up: Gauge
+    log_lines_dropped: Gauge
 
 
 def create_metrics() -> Metrics:
@@ -59,4 +62,15 @@ def create_metrics() -> Metrics:
         database_up=Gauge(
             "feedback_database_up", "1 while the feedback database answers, else 0", registry=registry
         ),
+        log_lines_dropped=_log_lines_dropped(registry),
     )
+
+
+def _log_lines_dropped(registry: CollectorRegistry) -> Gauge:
+    gauge = Gauge(
+        "log_lines_dropped",
+        "Log lines dropped since start because the writer fell too far behind (see app.logs)",
+        registry=registry,
+    )
+    gauge.set_function(lambda: float(dropped_lines()))
+    return gauge

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -64,6 +65,17 @@ def error_lines(log: str) -> list[dict]:
             if isinstance(record, dict) and record.get("level") == "error":
                 found.append(record)
     return found
+
+
+# TensorFlow's own C++ lines at import (absl's format), before any Python logging exists.
+TENSORFLOW_LINE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl|To enable the following)")
+
+
+def assert_json_lines(log: str) -> None:
+    """Every line the server wrote, uvicorn's included, is one JSON object (TensorFlow's aside)."""
+    for line in log.splitlines():
+        if not TENSORFLOW_LINE.match(line):
+            assert isinstance(json.loads(line), dict), line
 
 
 def model_without_members(folder: Path) -> None:
@@ -140,6 +152,8 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_model_dir):
         statuses = [future.result() for future in futures]
         assert server.wait(15) == 0
     assert statuses == [200] * 16
+    assert_json_lines(server.log())
+    assert "Uvicorn running on" in server.log()
 
 
 def test_docs_page_renders_offline_in_headless_chromium(tiny_model_dir, tmp_path):
