@@ -179,3 +179,21 @@ async def test_an_unexpected_error_in_the_background_check_is_logged_once_and_co
         errors = service.metrics.registry.get_sample_value("model_events_total", {"event": "error"})
     assert [e["reason"] for e in lines.events("model check failed")] == ["disk on fire"]
     assert errors >= 2
+
+
+async def test_readiness_and_liveness_say_so_when_a_model_worker_has_stopped(tiny_model_dir):
+    app = create_app(Settings(model_dir=tiny_model_dir, reload_interval_s=0))
+    async with app.router.lifespan_context(app):
+        service = app.state.service
+        user_id = service.bundle.encoders.users[0]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/readyz")).status_code == 200
+            service._recommend._worker.cancel()  # however it ends, it must not go unnoticed
+            await asyncio.sleep(0.01)
+            ready, live = await client.get("/readyz"), await client.get("/healthz")
+            async with asyncio.timeout(5):
+                asked = await client.get(f"/users/{user_id}/recommendations")
+    assert ready.status_code == 503 and "worker" in ready.json()["status"]
+    assert live.status_code == 503
+    assert asked.status_code == 503 and asked.headers["retry-after"]
