@@ -23,6 +23,7 @@ class Metrics:
     model_events: Counter
     rejected: Counter
     queued: Gauge
+    queued_work: Gauge
     database_up: Gauge
     log_lines_dropped: Gauge
 
@@ -56,6 +57,12 @@ def create_metrics() -> Metrics:
             "model_events", "Bundle loads, swaps and refusals", ["event"], registry=registry
         ),
         queued=Gauge("model_queue_depth", "Requests waiting for a model call", ["kind"], registry=registry),
+        queued_work=Gauge(
+            "model_queue_work",
+            "Work waiting for a model call: users (recommend), pairs (predict); admission counts it",
+            ["kind"],
+            registry=registry,
+        ),
         rejected=Counter(
             "overload_rejections", "Requests answered 503 because the queue was full", registry=registry
         ),

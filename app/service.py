@@ -51,11 +51,23 @@ class Service:
         self.bundle: ServedBundle | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._recommend = self._batcher(
-            recommend_batch, "recommend", settings.batch_max_users, prepare=self._with_stored_ratings
+            recommend_batch,
+            "recommend",
+            settings.batch_max_users,
+            settings.max_queue,
+            prepare=self._with_stored_ratings,
         )
-        self._predict = self._batcher(predict_batch, "predict", settings.batch_max_requests)
-        metrics.queued.labels("recommend").set_function(lambda: self._recommend.queued)
-        metrics.queued.labels("predict").set_function(lambda: self._predict.queued)
+        self._predict = self._batcher(
+            predict_batch,
+            "predict",
+            settings.batch_max_requests,
+            settings.max_queued_pairs,
+            cost=lambda request: len(request.pairs),
+            max_batch_work=settings.batch_max_pairs,
+        )
+        for kind, batcher in (("recommend", self._recommend), ("predict", self._predict)):
+            metrics.queued.labels(kind).set_function(lambda b=batcher: b.queued)
+            metrics.queued_work.labels(kind).set_function(lambda b=batcher: b.queued_work)
         self.feedback = FeedbackStore.from_settings(settings)
         metrics.database_up.set_function(lambda: float(self.feedback.available))
         self._reload_lock = asyncio.Lock()
@@ -64,18 +76,37 @@ class Service:
         self._watcher: asyncio.Task[None] | None = None
 
     def _batcher(
-        self, process: Callable[[Sequence[Any]], list[Any]], kind: str, max_items: int, **hooks: Any
+        self,
+        process: Callable[[Sequence[Any]], list[Any]],
+        kind: str,
+        max_items: int,
+        max_queue: int,
+        **hooks: Any,
     ) -> MicroBatcher:
         """A micro-batcher on the shared model thread, its batch sizes observed under `kind`."""
+
+        def stopped(error: BaseException | None) -> None:
+            self.metrics.model_events.labels("worker_stopped").inc()
+            reason = "cancelled" if error is None else first_line(error)
+            log("model worker stopped", logging.CRITICAL, kind=kind, reason=reason)
+
         return MicroBatcher(
             process,
             window=self.settings.batch_window_ms / 1000,
             max_items=max_items,
-            max_queue=self.settings.max_queue,
+            max_queue=max_queue,
             executor=self._executor,
             on_batch=self.metrics.batch_size.labels(kind).observe,
+            on_stop=stopped,
             **hooks,
         )
+
+    @property
+    def problem(self) -> str | None:
+        """Why this process cannot answer requests as it should (a model worker stopped), or None."""
+        if self._recommend.alive and self._predict.alive:
+            return None
+        return "model worker stopped"
 
     async def start(self, preloaded: ServedBundle | None = None) -> None:
         """Serves `preloaded`, or loads `MODEL_DIR/current`; raises `BundleError` if it cannot."""

@@ -58,7 +58,13 @@ class Settings(DatabaseSettings):
     batch_max_users: int = Field(64, ge=1, description="most users scored in one model call")
     batch_max_requests: int = Field(64, ge=1, description="most /predict requests merged in one call")
     max_queue: int = Field(
-        2048, ge=1, description="queued requests beyond which new ones get 503 with Retry-After"
+        2048, ge=1, description="queued recommendation requests (a user each) beyond which new ones get 503"
+    )
+    batch_max_pairs: int = Field(
+        20_000, ge=1, description="most pairs scored in one /predict model call (a larger request alone)"
+    )
+    max_queued_pairs: int = Field(
+        200_000, ge=1, description="queued /predict pairs beyond which new requests get 503 with Retry-After"
     )
     predict_max_pairs: int = Field(10_000, ge=1, description="most pairs in one /predict request")
     max_body_bytes: int = Field(

@@ -163,7 +163,7 @@ async def test_a_batch_is_capped_by_work():
         calls.append(list(items))
         return [len(i) for i in items]
 
-    merged = batcher(process, window=0.05, max_items=64, max_batch_work=100, cost=len)
+    merged = batcher(process, window=0.05, max_items=64, max_queue=1000, max_batch_work=100, cost=len)
     merged.start()
     results = [asyncio.ensure_future(merged.submit("p" * 40)) for _ in range(6)]
     await asyncio.sleep(0.1)

@@ -197,3 +197,19 @@ async def test_readiness_and_liveness_say_so_when_a_model_worker_has_stopped(tin
     assert ready.status_code == 503 and "worker" in ready.json()["status"]
     assert live.status_code == 503
     assert asked.status_code == 503 and asked.headers["retry-after"]
+
+
+async def test_predict_admission_counts_pairs_not_requests(tiny_model_dir):
+    """MAX_QUEUED_PAIRS=100: of ten 60-pair requests at once, some wait, the rest get 503 at once."""
+    app = create_app(
+        Settings(model_dir=tiny_model_dir, reload_interval_s=0, max_queued_pairs=100, batch_window_ms=300)
+    )
+    async with app.router.lifespan_context(app):
+        encoders = app.state.service.bundle.encoders
+        body = {"pairs": [{"user_id": encoders.users[0], "movie_id": m} for m in encoders.movies[:60]]}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            responses = await asyncio.gather(*(client.post("/predict", json=body) for _ in range(10)))
+    statuses = sorted(r.status_code for r in responses)
+    assert 200 in statuses and 503 in statuses, statuses
+    assert next(r for r in responses if r.status_code == 503).headers["retry-after"] == "1"

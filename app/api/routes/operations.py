@@ -22,8 +22,12 @@ async def model_metadata(bundle: BundleDep) -> Metadata:
     return bundle.bundle.metadata
 
 
-@router.get("/healthz", response_model=Status, summary="Liveness")
-async def healthz() -> Status:
+@router.get("/healthz", response_model=Status, responses=UNAVAILABLE, summary="Liveness")
+async def healthz(service: ServiceDep, response: Response) -> Status:
+    """200 while the process can serve; 503 once it cannot recover by itself (a model worker stopped)."""
+    if service.problem:
+        response.status_code = 503
+        return Status(status=service.problem)
     return Status(status="ok")
 
 
@@ -36,6 +40,9 @@ async def readyz(service: ServiceDep, response: Response) -> Status:
     must not pull every replica because of it).
     """
     database = "ok" if service.feedback.available else "unavailable"
+    if service.problem:
+        response.status_code = 503
+        return Status(status=service.problem, database=database)
     if service.bundle is None:
         response.status_code = 503
         return Status(status="loading", database=database)
