@@ -22,6 +22,7 @@ class Metrics:
     model_version: Gauge
     model_events: Counter
     rejected: Counter
+    shed: Counter
     queued: Gauge
     queued_work: Gauge
     database_up: Gauge
@@ -65,6 +66,12 @@ def create_metrics() -> Metrics:
         ),
         rejected=Counter(
             "overload_rejections", "Requests answered 503 because the queue was full", registry=registry
+        ),
+        shed=Counter(
+            "requests_shed",
+            "Requests answered 503 by a limit: deadline (REQUEST_TIMEOUT_S), inflight_body_bytes",
+            ["reason"],
+            registry=registry,
         ),
         database_up=Gauge(
             "feedback_database_up", "1 while the feedback database answers, else 0", registry=registry

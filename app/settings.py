@@ -70,6 +70,15 @@ class Settings(DatabaseSettings):
     max_body_bytes: int = Field(
         2_000_000, ge=1024, description="request bodies above this size get 413 before being read"
     )
+    max_inflight_body_bytes: int = Field(
+        64_000_000,
+        ge=1024,
+        description="request body bytes received and not yet answered, all requests together, beyond "
+        "which a body gets 503 with Retry-After",
+    )
+    request_timeout_s: float = Field(
+        5.0, gt=0, description="longest a request may take once received whole; then 503 with Retry-After"
+    )
     compute_threads: int = Field(
         1, ge=1, description="threads each of TensorFlow's and BLAS's pools may use per model call"
     )

@@ -38,15 +38,15 @@ async def test_a_request_past_its_deadline_gets_503_with_retry_after(tiny_model_
 
 
 async def test_body_bytes_in_flight_are_bounded(tiny_model_dir):
-    """MAX_INFLIGHT_BODY_BYTES=10,000: while one 6 kB body is being answered, another gets 503."""
+    """MAX_INFLIGHT_BODY_BYTES=15,000: while one 9.6 kB body is being answered, another gets 503."""
     app = create_app(
         Settings(
-            model_dir=tiny_model_dir, reload_interval_s=0, batch_window_ms=300, max_inflight_body_bytes=10_000
+            model_dir=tiny_model_dir, reload_interval_s=0, batch_window_ms=300, max_inflight_body_bytes=15_000
         )
     )
     async with app.router.lifespan_context(app):
         encoders = app.state.service.bundle.encoders
-        pairs = [{"user_id": encoders.users[0], "movie_id": m} for m in encoders.movies[:150]]
+        pairs = [{"user_id": encoders.users[0], "movie_id": m} for m in (encoders.movies * 2)[:300]]
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             both = [client.post("/predict", json={"pairs": pairs}) for _ in range(2)]
