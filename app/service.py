@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from app.metrics import Metrics
 from app.served import ServedBundle
 from app.settings import Settings
 
+T = TypeVar("T")
 # Requests in flight on a swapped-out bundle finish well within this; then the heap is frozen again.
 SETTLE_SECONDS = 5.0
 # The same refusal (a dangling `current`, say) is logged again at most this often; each is counted.
@@ -50,6 +51,8 @@ class Service:
         self.metrics = metrics
         self.bundle: ServedBundle | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        # Large requests' CPU work (JSON parsing, lookups, answers): one at a time, off the event loop.
+        self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
         self._recommend = self._batcher(
             recommend_batch,
             "recommend",
@@ -129,6 +132,7 @@ class Service:
         await self._predict.stop()
         await self.feedback.close()
         self._executor.shutdown(wait=True)
+        self._parser.shutdown(wait=True, cancel_futures=True)
         self.bundle = None
 
     async def recommend(
@@ -152,6 +156,16 @@ class Service:
 
     async def predict(self, bundle: ServedBundle, pairs: np.ndarray) -> Batched[np.ndarray]:
         return await self._predict.submit(PredictRequest(bundle, pairs))
+
+    async def off_loop(self, work: Callable[[], T], heavy: bool) -> T:
+        """`work()`, on the parse thread when `heavy`, else here (a thread hop costs ~0.1 ms).
+
+        One thread: heavy work queues rather than crowding the event loop out of the GIL; a
+        request that goes away while its work waits is cancelled, and the work never runs.
+        """
+        if not heavy:
+            return work()
+        return await asyncio.get_running_loop().run_in_executor(self._parser, work)
 
     async def reload(self, force: bool = False) -> str:
         """Loads `current` if it points somewhere new; answers 'unchanged', 'swapped' or 'refused'.
