@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from app.bundle import write_manifest
+from benchmarks import attacks
 from benchmarks.servers import Server
 
 # Each test waits on real processes with limits of its own (120 s for a server to exit, 60 s for it
@@ -153,7 +155,31 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tiny_model_dir):
         assert server.wait(15) == 0
     assert statuses == [200] * 16
     assert_json_lines(server.log())
-    assert "Uvicorn running on" in server.log()
+    assert "Application startup complete" in server.log()
+
+
+@pytest.mark.anyio
+async def test_sigterm_answers_every_request_received_and_readiness_says_503_at_once(tiny_model_dir):
+    """64 requests of 10,000 pairs fully sent, then SIGTERM: every one answered 200, a /readyz
+    whose head was on its way answered 503, exit status 0 (`benchmarks.attacks`' scenario)."""
+    settings = {"RELOAD_INTERVAL_S": "0", "MAX_QUEUED_PAIRS": "1000000"}  # no 503 for too much work
+    with Server(tiny_model_dir, settings) as server:
+        assert await attacks.sigterm(server, tiny_model_dir)
+    assert '"status": 200' in server.log() and '"status": 503' not in server.log()
+    assert_json_lines(server.log())
+
+
+@pytest.mark.anyio
+async def test_sigterm_exits_within_the_grace_whatever_a_client_holds(tiny_model_dir):
+    settings = {"RELOAD_INTERVAL_S": "0", "SHUTDOWN_GRACE_S": "2", "TIMEOUT_HEADERS_S": "60"}
+    with Server(tiny_model_dir, settings) as server:
+        _, stuck = await attacks.send(server.port, b"GET /healthz HTTP/1.1\r\nx-slow: ")
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        status = await asyncio.to_thread(server.wait, 30)
+        took = time.monotonic() - started
+        stuck.transport.abort()
+    assert status == 0 and took < 2.5, (status, took)
 
 
 def test_docs_page_renders_offline_in_headless_chromium(tiny_model_dir, tmp_path):

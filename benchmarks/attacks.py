@@ -1,0 +1,350 @@
+"""Resource and edge probes of a real server, as an attacker or an unlucky operator would try them.
+
+    python -m benchmarks.attacks --model-dir DIR [scenario ...] [--root CHECKOUT]
+
+Each scenario starts its own `python -m app` (`benchmarks.servers.Server`; `--root` serves another
+checkout's, for before/after figures), attacks it over raw sockets from this process's event loop,
+prints what it measured and PASS or FAIL against the bounds of issue 14:
+
+- `idle`, `slow`: 10,000 sockets held idle, or sending a header a byte a second: /healthz within 1 s;
+- `header`: a 96 MB header that never ends (/healthz within 1 s meanwhile), a whole 10 MB one (431);
+- `bodies`: 1,000 bodies of 1.99 MB at once: RSS under 1.5 GB, and back near its start after;
+- `abandon`: 200 `/predict` of 10,000 pairs whose clients hang up after 0.3 s: recommendations'
+  p99 under 1 s meanwhile, and the abandoned requests never computed;
+- `honest`: 32 clients sending 10,000 pairs each, 10 s: /healthz within 1 s, `/predict`'s p99;
+- `sigterm`: 64 heavy requests fully sent, then SIGTERM: every one answered (none reset), /readyz
+  503 at once, exit status 0 within SHUTDOWN_GRACE_S.
+
+The helpers (`send`, `answer`, `Keepalive`, ...) are the tests' too (`tests/app/test_connections.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import resource
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from app.bundle import ENCODERS_FILE
+from app.bundle_store import current_bundle_path
+from benchmarks.servers import HOST, REPO, Server
+
+BOUND_S = 1.0  # /healthz, and recommendations' p99, under attack
+RSS_BOUND_MB = 1500
+
+
+def request(method: str, path: str, body: bytes = b"", headers: str = "") -> bytes:
+    """One HTTP/1.1 request, as bytes."""
+    length = f"content-length: {len(body)}\r\ncontent-type: application/json\r\n" if body else ""
+    return f"{method} {path} HTTP/1.1\r\nhost: {HOST}\r\n{length}{headers}\r\n".encode() + body
+
+
+async def send(port: int, data: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection(HOST, port, limit=1 << 20)
+    writer.write(data)
+    await writer.drain()
+    return reader, writer
+
+
+async def answer(reader: asyncio.StreamReader, timeout: float = 30) -> tuple[int | None, bytes]:
+    """The status and body of the next response; (None, b"") if the server closed or reset first."""
+    try:
+        async with asyncio.timeout(timeout):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+            body = await reader.readexactly(int(length.group(1))) if length else b""
+            return int(head.split(b" ", 2)[1]), body
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        return None, b""
+
+
+async def closed_after(reader: asyncio.StreamReader, timeout: float) -> float | None:
+    """Seconds until the server closes the connection (reading and dropping any answer), or None."""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return None
+    except ConnectionError:
+        pass
+    return time.monotonic() - started
+
+
+class Keepalive:
+    """One keep-alive connection asking GETs in turn; `ask` gives (status or None, seconds)."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.streams = port, None
+
+    async def ask(self, path: str, timeout: float = 30) -> tuple[int | None, float]:
+        started = time.monotonic()
+        try:
+            if self.streams is None:
+                self.streams = await asyncio.open_connection(HOST, self.port)
+            reader, writer = self.streams
+            writer.write(request("GET", path))
+            status, _ = await answer(reader, timeout)
+        except (OSError, TimeoutError):
+            status = None
+        if status is None:
+            self.streams = None
+        return status, time.monotonic() - started
+
+
+async def probe(port: int, path: str = "/healthz", timeout: float = 10) -> float:
+    """Seconds for GET `path` on a new connection (the timeout if it failed)."""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await send(port, request("GET", path, headers="connection: close\r\n"))
+            status, _ = await answer(reader, timeout)
+            writer.close()
+    except (OSError, TimeoutError):
+        status = None
+    return time.monotonic() - started if status == 200 else timeout
+
+
+async def probes(port: int, seconds: float, every: float = 0.25, path: str = "/healthz") -> list[float]:
+    """Probes `path` every `every` seconds for `seconds`."""
+    found = []
+    for _ in range(max(1, int(seconds / every))):
+        found.append(await probe(port, path))
+        await asyncio.sleep(every)
+    return found
+
+
+def pairs_body(model_dir: Path, n: int, seed: int = 0) -> bytes:
+    encoders, rng = (
+        json.loads((current_bundle_path(model_dir) / ENCODERS_FILE).read_text()),
+        np.random.default_rng(seed),
+    )
+    users, movies = rng.choice(encoders["users"], n), rng.choice(encoders["movies"], n)
+    pairs = [{"user_id": int(u), "movie_id": int(m)} for u, m in zip(users, movies, strict=True)]
+    return json.dumps({"pairs": pairs}, separators=(",", ":")).encode()
+
+
+def known_users(model_dir: Path) -> list[int]:
+    return json.loads((current_bundle_path(model_dir) / ENCODERS_FILE).read_text())["users"]
+
+
+def metric(server: Server, name: str) -> float:
+    """A sample's value from /metrics (`name` with its labels, as printed), 0 if absent."""
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def raise_descriptor_limit() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def verdict(ok: bool, text: str) -> bool:
+    print(f"  {'PASS' if ok else 'FAIL'}  {text}")
+    return ok
+
+
+# --- scenarios: each takes the server and the model folder, prints, returns pass or fail --------
+
+
+async def idle_or_slow(server: Server, model_dir: Path, slow: bool, n: int = 10_000) -> bool:
+    held, started = [], time.monotonic()
+    for _ in range(n):
+        try:
+            held.append(await asyncio.open_connection(HOST, server.port))
+        except OSError as error:
+            print(f"  could open only {len(held)} sockets: {error}")
+            break
+    for _, writer in held:
+        writer.write(b"GET /healthz HTTP/1.1\r\n" if slow else b"")
+
+    async def drip() -> None:  # a header byte a second on every socket, for as long as it is open
+        while slow:
+            await asyncio.sleep(1)
+            for _, writer in held:
+                if not writer.is_closing():
+                    writer.write(b"x")
+
+    dripping = asyncio.ensure_future(drip())
+    seen = await probes(server.port, 15)
+    dripping.cancel()
+    still_open = sum(1 for reader, _ in held if not reader.at_eof())
+    print(
+        f"  {len(held)} sockets opened in {time.monotonic() - started:.1f} s; after 15 s, {still_open} open"
+    )
+    print(f"  /healthz over 15 s: max {max(seen):.3f} s, median {np.median(seen):.3f} s")
+    for _, writer in held:
+        writer.transport.abort()
+    return verdict(max(seen) < BOUND_S, f"/healthz within {BOUND_S} s with {len(held)} sockets held")
+
+
+async def header(server: Server, model_dir: Path) -> bool:
+    async def endless() -> int:
+        _, writer = await send(server.port, b"GET /healthz HTTP/1.1\r\nx-long: ")
+        sent = 0
+        try:
+            while sent < 96 << 20:
+                writer.write(b"a" * (1 << 20))
+                await writer.drain()
+                sent += 1 << 20
+        except ConnectionError:
+            pass
+        writer.transport.abort()
+        return sent
+
+    attack = asyncio.ensure_future(endless())
+    seen = await probes(server.port, 5)
+    sent = await attack
+    reader, writer = await send(
+        server.port, request("GET", "/healthz", headers=f"x-big: {'a' * (10 << 20)}\r\n")
+    )
+    status, _ = await answer(reader)
+    writer.transport.abort()
+    print(f"  endless header: {sent >> 20} MB sent before the server cut it; /healthz max {max(seen):.3f} s")
+    print(f"  a whole 10 MB header: status {status}; RSS {server.memory_mb()}")
+    return verdict(max(seen) < BOUND_S and status == 431, "/healthz within 1 s, and 431 for 10 MB")
+
+
+async def bodies(server: Server, model_dir: Path, n: int = 1000) -> bool:
+    start = server.memory_mb()[1]
+    body = pairs_body(model_dir, 58_000)  # just under MAX_BODY_BYTES: 6 times PREDICT_MAX_PAIRS
+    statuses: dict[int | None, int] = {}
+
+    async def one() -> None:
+        try:
+            reader, writer = await send(server.port, request("POST", "/predict", body))
+            status, _ = await answer(reader, 60)
+            writer.transport.abort()
+        except OSError:
+            status = None
+        statuses[status] = statuses.get(status, 0) + 1
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    peak = server.memory_mb()[0]
+    await asyncio.sleep(10)
+    after = server.memory_mb()[1]
+    print(f"  {n} bodies of 1.99 MB: {statuses}; RSS {start:.0f} MB, peak {peak:.0f}, 10 s after {after:.0f}")
+    return verdict(peak < RSS_BOUND_MB and after < start + 150, "RSS under 1.5 GB, and back near its start")
+
+
+async def abandon(server: Server, model_dir: Path, n: int = 200) -> bool:
+    body, users = pairs_body(model_dir, 10_000), known_users(model_dir)
+    before = metric(server, 'model_batch_size_sum{kind="predict"}')
+
+    async def hang_up() -> None:
+        _, writer = await send(server.port, request("POST", "/predict", body))
+        await asyncio.sleep(0.3)
+        writer.transport.abort()
+
+    latencies: list[float] = []
+
+    async def recommend(client: Keepalive, until: float) -> None:
+        for user in users * 100:
+            if time.monotonic() > until:
+                return
+            status, seconds = await client.ask(f"/users/{user}/recommendations?k=10")
+            latencies.append(seconds if status == 200 else 30)
+
+    until = time.monotonic() + 20
+    await asyncio.gather(
+        *(hang_up() for _ in range(n)), *(recommend(Keepalive(server.port), until) for _ in range(4))
+    )
+    computed = metric(server, 'model_batch_size_sum{kind="predict"}') - before
+    p99 = float(np.percentile(latencies, 99))
+    print(
+        f"  {n} abandoned /predict of 10,000 pairs: {computed:.0f} computed; recommendations p99 {p99:.3f} s"
+    )
+    return verdict(
+        p99 < BOUND_S and computed < n / 2, "recommendations p99 under 1 s, abandoned work dropped"
+    )
+
+
+async def honest(server: Server, model_dir: Path, clients: int = 32, seconds: float = 10) -> bool:
+    body, latencies, statuses = pairs_body(model_dir, 10_000), [], {}
+
+    async def client(until: float) -> None:
+        while time.monotonic() < until:
+            started = time.monotonic()
+            reader, writer = await send(server.port, request("POST", "/predict", body))
+            status, _ = await answer(reader, 60)
+            writer.transport.abort()
+            statuses[status] = statuses.get(status, 0) + 1
+            latencies.append(time.monotonic() - started)
+
+    until = time.monotonic() + seconds
+    seen, *_ = await asyncio.gather(probes(server.port, seconds), *(client(until) for _ in range(clients)))
+    print(
+        f"  {clients} clients x 10,000 pairs, {seconds:.0f} s: statuses {statuses}; /predict p99 "
+        f"{np.percentile(latencies, 99):.2f} s; /healthz max {max(seen):.3f} s"
+    )
+    return verdict(max(seen) < BOUND_S, "/healthz within 1 s")
+
+
+async def sigterm(server: Server, model_dir: Path, n: int = 64) -> bool:
+    body = request("POST", "/predict", pairs_body(model_dir, 10_000))
+    sent = [await send(server.port, body) for _ in range(n)]
+    reader, writer = await send(server.port, b"GET /readyz HTTP/1.1\r\nhost: x\r\n")  # its head not done
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.05)
+    writer.write(b"\r\n")
+    ready, _ = await answer(reader)
+    statuses = [(await answer(r, 60))[0] for r, _ in sent]
+    status = await asyncio.to_thread(server.wait, 60)
+    took = time.monotonic() - started
+    counts = {s: statuses.count(s) for s in set(statuses)}
+    print(f"  {n} requests sent before SIGTERM: {counts} (None: reset or closed); /readyz after it: {ready}")
+    print(f"  exit status {status} after {took:.1f} s")
+    answered = None not in counts  # 200, or 503 from admission control: an answer either way
+    return verdict(answered and ready == 503 and status == 0 and took < 10, "all answered, 503, exit 0")
+
+
+SCENARIOS: dict[str, Callable] = {
+    "idle": lambda server, model_dir: idle_or_slow(server, model_dir, slow=False),
+    "slow": lambda server, model_dir: idle_or_slow(server, model_dir, slow=True),
+    "header": header,
+    "bodies": bodies,
+    "abandon": abandon,
+    "honest": honest,
+    "sigterm": sigterm,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.attacks", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--model-dir", type=Path, required=True, help="a model folder with a current bundle")
+    parser.add_argument("--root", type=Path, default=REPO, help="the checkout to serve (before/after)")
+    parser.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(sorted(unknown))}; there are {', '.join(SCENARIOS)}")
+    raise_descriptor_limit()
+    results = {}
+    for name in args.scenarios or SCENARIOS:
+        print(f"{name}:", flush=True)
+        with Server(
+            args.model_dir, {"RELOAD_INTERVAL_S": "0", "LOG_LEVEL": "warning"}, root=args.root
+        ) as server:
+            results[name] = asyncio.run(SCENARIOS[name](server, args.model_dir))
+    print("summary:", " ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in results.items()))
+    return 0 if all(results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
