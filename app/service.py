@@ -51,8 +51,13 @@ class Service:
         self.metrics = metrics
         self.bundle: ServedBundle | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        # Large requests' CPU work (JSON parsing, lookups, answers): one at a time, off the event loop.
-        self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
+        # Large requests' CPU work, off the event loop, one at a time per stage: reading requests in
+        # (JSON parsing, lookups), and answering them. Two queues, so that the answers of requests
+        # already computed never wait behind every new request's parsing.
+        self._stages = {
+            stage: ThreadPoolExecutor(max_workers=1, thread_name_prefix=stage)
+            for stage in ("parse", "answer")
+        }
         self._recommend = self._batcher(
             recommend_batch,
             "recommend",
@@ -77,6 +82,7 @@ class Service:
         self._refused: object = None  # what the last refused folder held (`folder_stamp`)
         self._errors = Throttle(REPEATED_ERROR_LOG_S)
         self._watcher: asyncio.Task[None] | None = None
+        self.draining = False  # SIGTERM: readiness says 503 while what has arrived is answered
 
     def _batcher(
         self,
@@ -103,6 +109,11 @@ class Service:
             on_stop=stopped,
             **hooks,
         )
+
+    def begin_draining(self) -> None:
+        if not self.draining:
+            self.draining = True
+            log("draining", reason="shutting down: answering what has arrived, then exiting")
 
     @property
     def problem(self) -> str | None:
@@ -132,7 +143,8 @@ class Service:
         await self._predict.stop()
         await self.feedback.close()
         self._executor.shutdown(wait=True)
-        self._parser.shutdown(wait=True, cancel_futures=True)
+        for stage in self._stages.values():
+            stage.shutdown(wait=True, cancel_futures=True)
         self.bundle = None
 
     async def recommend(
@@ -157,15 +169,16 @@ class Service:
     async def predict(self, bundle: ServedBundle, pairs: np.ndarray) -> Batched[np.ndarray]:
         return await self._predict.submit(PredictRequest(bundle, pairs))
 
-    async def off_loop(self, work: Callable[[], T], heavy: bool) -> T:
-        """`work()`, on the parse thread when `heavy`, else here (a thread hop costs ~0.1 ms).
+    async def off_loop(self, work: Callable[[], T], heavy: bool, stage: str = "parse") -> T:
+        """`work()`, on the `stage` thread ("parse" or "answer") when `heavy`, else here (a thread
+        hop costs ~0.1 ms).
 
-        One thread: heavy work queues rather than crowding the event loop out of the GIL; a
-        request that goes away while its work waits is cancelled, and the work never runs.
+        One thread per stage: heavy work queues rather than crowding the event loop out of the
+        GIL; a request that goes away while its work waits is cancelled, and the work never runs.
         """
         if not heavy:
             return work()
-        return await asyncio.get_running_loop().run_in_executor(self._parser, work)
+        return await asyncio.get_running_loop().run_in_executor(self._stages[stage], work)
 
     async def reload(self, force: bool = False) -> str:
         """Loads `current` if it points somewhere new; answers 'unchanged', 'swapped' or 'refused'.

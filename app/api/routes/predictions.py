@@ -3,8 +3,9 @@
 A request of 10,000 pairs is about 350 kB of JSON: parsed, looked up and answered on the event
 loop it would hold it for tens of milliseconds, and a few dozen of them would stall every other
 request. So a large request's CPU work (parsing and validating the body, looking the ids up,
-building the answer) runs on the service's parse thread (`Service.off_loop`), one at a time;
-a small one (the usual case) stays inline, where a thread hop would cost more than the work.
+building the answer) runs on the service's worker threads (`Service.off_loop`: one to read
+requests in, one to answer them), one request at a time each; a small one (the usual case)
+stays inline, where a thread hop would cost more than the work.
 The route declares `PredictBody` and `Predictions` as usual, so the OpenAPI page is unchanged.
 """
 
@@ -94,7 +95,7 @@ async def predict(body: PredictBody, request: Request, service: ServiceDep, bund
         request.state.batch_size = batched.batch_size
         stars = batched.value
     answer = partial(answer_json, bundle.version, body.pairs, rows, known, stars)
-    return Response(await service.off_loop(answer, heavy=heavy), media_type="application/json")
+    return Response(await service.off_loop(answer, heavy, "answer"), media_type="application/json")
 
 
 def parse_predict_body(body: bytes) -> PredictBody:
