@@ -48,12 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import signal
 
-    import uvicorn
-
     from app.bundle_store import current_bundle_path
     from app.feedback.db import async_url, describe
     from app.main import create_app
     from app.served import ServedBundle
+    from app.server import serve
     from app.service import first_line
 
     try:
@@ -69,16 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         docs=f"http://{settings.host}:{settings.port}/docs",
         feedback=describe(async_url(settings.feedback_database_url())),
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=logs.uvicorn_log_config(settings.log_level),
-        access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
-    )
-    return 0
+    return serve(settings, app)
 
 
 def cannot_serve(reason: str) -> int:

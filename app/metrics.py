@@ -27,6 +27,8 @@ class Metrics:
     queued_work: Gauge
     database_up: Gauge
     log_lines_dropped: Gauge
+    connections: Gauge
+    connections_dropped: Counter
 
 
 def create_metrics() -> Metrics:
@@ -77,6 +79,14 @@ def create_metrics() -> Metrics:
             "feedback_database_up", "1 while the feedback database answers, else 0", registry=registry
         ),
         log_lines_dropped=_log_lines_dropped(registry),
+        connections=Gauge("http_connections", "Open client connections (this process)", registry=registry),
+        connections_dropped=Counter(
+            "http_connections_dropped",
+            "Connections the server ended: idle_timeout, headers_timeout, body_timeout, "
+            "header_too_large, evicted (MAX_CONNECTIONS), refused (none to evict)",
+            ["reason"],
+            registry=registry,
+        ),
     )
 
 

@@ -97,7 +97,28 @@ class Settings(DatabaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS; none (no CORS headers) by default"
     )
-    shutdown_grace_s: float = Field(10.0, ge=0, description="time in-flight requests get on SIGTERM")
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="on SIGTERM, the longest from the signal to the exit: requests received are answered",
+    )
+    max_connections: int = Field(
+        2048, ge=16, description="open connections per process; past it the longest-waiting one is evicted"
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, le=1_048_576, description="request line and headers together; larger gets 431"
+    )
+    timeout_keep_alive_s: float = Field(
+        5.0,
+        gt=0,
+        description="an idle connection (before its first request, or between two) is closed after this",
+    )
+    timeout_headers_s: float = Field(
+        10.0, gt=0, description="a request's line and headers must arrive within this of its first byte (408)"
+    )
+    timeout_body_s: float = Field(
+        30.0, gt=0, description="a request's body must arrive within this of its headers (408)"
+    )
 
     @field_validator("admin_token", "api_token")
     @classmethod

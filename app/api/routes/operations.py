@@ -43,6 +43,9 @@ async def readyz(service: ServiceDep, response: Response) -> Status:
     if service.problem:
         response.status_code = 503
         return Status(status=service.problem, database=database)
+    if service.draining:
+        response.status_code = 503
+        return Status(status="draining", database=database)
     if service.bundle is None:
         response.status_code = 503
         return Status(status="loading", database=database)
