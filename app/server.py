@@ -17,6 +17,7 @@ shutdown reaches the connections, a tenth of a second later, through `GuardedPro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import resource
@@ -142,8 +143,7 @@ def serve(settings: Settings, app: Any) -> int:
         logs.log("cannot serve", logging.ERROR, reason=reason)
         return 2
     server = DrainingServer(make_config(settings, app))
-    logs.log(
-        "listening", address=f"http://{settings.host}:{settings.port}", limits=connection_limits(settings)
-    )
+    address = f"http://{settings.host}:{settings.port}"
+    logs.log("listening", address=address, **dataclasses.asdict(connection_limits(settings)))
     server.run(sockets=[sock])
     return 0 if server.started else 2

@@ -34,6 +34,7 @@ from app.inference import (
     recommend_batch,
 )
 from app.logs import Throttle, log
+from app.memory import Trimmer
 from app.metrics import Metrics
 from app.served import ServedBundle
 from app.settings import Settings
@@ -43,6 +44,7 @@ T = TypeVar("T")
 SETTLE_SECONDS = 5.0
 # The same refusal (a dangling `current`, say) is logged again at most this often; each is counted.
 REPEATED_ERROR_LOG_S = 300.0
+MEMORY_CHECK_S = 10.0  # how often the resident size is checked for memory to give back
 
 
 class Service:
@@ -82,6 +84,7 @@ class Service:
         self._refused: object = None  # what the last refused folder held (`folder_stamp`)
         self._errors = Throttle(REPEATED_ERROR_LOG_S)
         self._watcher: asyncio.Task[None] | None = None
+        self._trimmer: asyncio.Task[None] | None = None
         self.draining = False  # SIGTERM: readiness says 503 while what has arrived is answered
 
     def _batcher(
@@ -131,14 +134,17 @@ class Service:
         self._recommend.start()
         self._predict.start()
         await self.feedback.start()
+        loop = asyncio.get_running_loop()
         if self.settings.reload_interval_s > 0:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="bundle-watcher")
+            self._watcher = loop.create_task(self._watch(), name="bundle-watcher")
+        self._trimmer = loop.create_task(self._keep_trimmed(), name="memory-trimmer")
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._trimmer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._recommend.stop()
         await self._predict.stop()
         await self.feedback.close()
@@ -230,6 +236,16 @@ class Service:
             model_version=self.bundle and self.bundle.version,
         )
         return "refused"
+
+    async def _keep_trimmed(self) -> None:
+        """Gives memory freed after a burst of large requests back to the system (`app.memory`)."""
+        trimmer = Trimmer()
+        while True:
+            await asyncio.sleep(MEMORY_CHECK_S)
+            try:
+                await trimmer.check()
+            except Exception as error:  # never worth stopping for
+                log("memory check failed", logging.WARNING, reason=first_line(error))
 
     async def _watch(self) -> None:
         while True:

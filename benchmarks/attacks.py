@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import resource
 import signal
+import socket
 import sys
 import time
 import urllib.request
@@ -102,26 +104,30 @@ class Keepalive:
         return status, time.monotonic() - started
 
 
-async def probe(port: int, path: str = "/healthz", timeout: float = 10) -> float:
-    """Seconds for GET `path` on a new connection (the timeout if it failed)."""
+def probe(port: int, path: str = "/healthz", timeout: float = 10) -> float:
+    """Seconds for GET `path` on a new connection (`timeout` if it failed). Blocking: call it from
+    a thread, so that this process's own busy event loop (the attack) does not delay it."""
     started = time.monotonic()
     try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await send(port, request("GET", path, headers="connection: close\r\n"))
-            status, _ = await answer(reader, timeout)
-            writer.close()
-    except (OSError, TimeoutError):
-        status = None
-    return time.monotonic() - started if status == 200 else timeout
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(request("GET", path, headers="connection: close\r\n"))
+            ok = sock.makefile("rb").readline().split(b" ")[1:2] == [b"200"]
+    except OSError:
+        ok = False
+    return time.monotonic() - started if ok else timeout
 
 
 async def probes(port: int, seconds: float, every: float = 0.25, path: str = "/healthz") -> list[float]:
-    """Probes `path` every `every` seconds for `seconds`."""
-    found = []
-    for _ in range(max(1, int(seconds / every))):
-        found.append(await probe(port, path))
-        await asyncio.sleep(every)
-    return found
+    """Probes `path` every `every` seconds for `seconds`, from a thread."""
+
+    def run() -> list[float]:
+        found = []
+        for _ in range(max(1, int(seconds / every))):
+            found.append(probe(port, path))
+            time.sleep(every)
+        return found
+
+    return await asyncio.to_thread(run)
 
 
 def pairs_body(model_dir: Path, n: int, seed: int = 0) -> bytes:
@@ -160,35 +166,48 @@ def verdict(ok: bool, text: str) -> bool:
 # --- scenarios: each takes the server and the model folder, prints, returns pass or fail --------
 
 
-async def idle_or_slow(server: Server, model_dir: Path, slow: bool, n: int = 10_000) -> bool:
-    held, started = [], time.monotonic()
-    for _ in range(n):
-        try:
-            held.append(await asyncio.open_connection(HOST, server.port))
-        except OSError as error:
-            print(f"  could open only {len(held)} sockets: {error}")
-            break
-    for _, writer in held:
-        writer.write(b"GET /healthz HTTP/1.1\r\n" if slow else b"")
+async def idle_or_slow(
+    server: Server, model_dir: Path, slow: bool, n: int = 10_000, seconds: float = 30
+) -> bool:
+    """`n` sockets, each opened again a second after the server closes it, for `seconds`; idle,
+    or sending a header a byte a second (slowloris). /healthz probed all along."""
+    until, opened, open_now = time.monotonic() + seconds, [0], [0]
 
-    async def drip() -> None:  # a header byte a second on every socket, for as long as it is open
-        while slow:
-            await asyncio.sleep(1)
-            for _, writer in held:
-                if not writer.is_closing():
-                    writer.write(b"x")
+    async def hold() -> None:
+        while time.monotonic() < until:
+            try:
+                reader, writer = await asyncio.open_connection(HOST, server.port)
+            except OSError:
+                await asyncio.sleep(0.5)
+                continue
+            opened[0], open_now[0] = opened[0] + 1, open_now[0] + 1
+            writer.write(b"GET /healthz HTTP/1.1\r\n" if slow else b"")
+            with contextlib.suppress(OSError):
+                while time.monotonic() < until:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1):
+                            if not await reader.read(1024):
+                                break  # closed by the server
+                    writer.write(b"x" if slow else b"")
+            open_now[0] -= 1
+            writer.transport.abort()
+            await asyncio.sleep(1)  # then try to hold one again
 
-    dripping = asyncio.ensure_future(drip())
-    seen = await probes(server.port, 15)
-    dripping.cancel()
-    still_open = sum(1 for reader, _ in held if not reader.at_eof())
-    print(
-        f"  {len(held)} sockets opened in {time.monotonic() - started:.1f} s; after 15 s, {still_open} open"
+    async def census() -> list[float]:
+        counts = []
+        while time.monotonic() < until:
+            await asyncio.sleep(5)
+            counts.append(open_now[0])
+        return counts
+
+    seen, counts, *_ = await asyncio.gather(
+        probes(server.port, seconds), census(), *(hold() for _ in range(n))
     )
-    print(f"  /healthz over 15 s: max {max(seen):.3f} s, median {np.median(seen):.3f} s")
-    for _, writer in held:
-        writer.transport.abort()
-    return verdict(max(seen) < BOUND_S, f"/healthz within {BOUND_S} s with {len(held)} sockets held")
+    print(f"  {n} attackers, {seconds:.0f} s: {opened[0]} sockets opened; open at each 5 s: {counts}")
+    print(
+        f"  /healthz every 0.25 s: max {max(seen):.3f} s, median {np.median(seen):.3f} s, {len(seen)} probes"
+    )
+    return verdict(max(seen) < BOUND_S, f"/healthz within {BOUND_S} s with {n} sockets held")
 
 
 async def header(server: Server, model_dir: Path) -> bool:
