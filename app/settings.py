@@ -64,7 +64,7 @@ class Settings(DatabaseSettings):
         20_000, ge=1, description="most pairs scored in one /predict model call (a larger request alone)"
     )
     max_queued_pairs: int = Field(
-        200_000, ge=1, description="queued /predict pairs beyond which new requests get 503 with Retry-After"
+        500_000, ge=1, description="queued /predict pairs beyond which new requests get 503 with Retry-After"
     )
     predict_max_pairs: int = Field(10_000, ge=1, description="most pairs in one /predict request")
     max_body_bytes: int = Field(
