@@ -115,3 +115,14 @@ async def test_a_request_whose_client_hangs_up_is_dropped_before_the_model_and_r
     refused = metric(server, 'http_requests_total{method="POST",route="/predict",status="400"}')
     assert computed < 20, "most were waiting for the parse thread or the model when their client left"
     assert gone >= 40 - computed and refused == 0
+
+
+async def test_a_refused_body_is_read_to_its_end_so_the_client_sees_the_answer_and_can_go_on(server):
+    """413 at once for a 3 MB body (MAX_BODY_BYTES is 2 MB): the client, still sending, reads it
+    instead of a reset; the rest is read and dropped, and the connection serves the next request."""
+    reader, writer = await send(server.port, request("POST", "/predict", b"[" + b" " * 3_000_000 + b"]"))
+    status, _ = await answer(reader, 10)
+    writer.write(request("GET", "/healthz"))
+    again, _ = await answer(reader, 10)
+    writer.transport.abort()
+    assert (status, again) == (413, 200)
