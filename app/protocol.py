@@ -191,6 +191,9 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.phase is LINGER:
             return
         super().on_message_complete()
+        if self.cycle is not None and self.cycle.response_complete:  # answered early (a refusal)
+            self._enter(IDLE, self.limits.timeout_keep_alive_s)
+            return
         self._enter(APP, None)  # whole, in the app's hands: REQUEST_TIMEOUT_S from here
         self.guard.waiting.pop(self, None)
         if not self.pipeline:
@@ -215,6 +218,9 @@ class GuardedProtocol(HttpToolsProtocol):
             self._close()
         elif self.phase is HEAD:
             self.reject(408, "the request line and headers took too long", "headers_timeout")
+        elif self.phase is BODY and self.cycle is not None and self.cycle.response_complete:
+            self.guard.count("body_timeout")  # refused already; the rest of its body is late
+            self._close()
         elif self.phase is BODY:
             self.reject(408, "the request body took too long", "body_timeout")
         else:

@@ -14,8 +14,9 @@
 - A client that goes away while its request is read or worked on is marked in the scope
   (`CLIENT_GONE`) so the telemetry records it as 499, not as the 400 FastAPI answers to no one.
 
-Whatever the app answers after a refusal is dropped. A refusal closes the connection
-(`connection: close`): the rest of a refused body is not worth reading.
+Whatever the app answers after a refusal is dropped. The connection stays open: the rest of a
+refused body is read and dropped (`app.protocol`, within `TIMEOUT_BODY_S`), so that the client,
+still sending, reads the refusal instead of a reset.
 """
 
 from __future__ import annotations
@@ -67,7 +68,6 @@ class RequestLimits:
                 headers = [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
                 ]
                 if retry:
                     headers.append((b"retry-after", b"1"))
