@@ -182,6 +182,29 @@ async def test_sigterm_exits_within_the_grace_whatever_a_client_holds(tiny_model
     assert status == 0 and took < 2.5, (status, took)
 
 
+@pytest.mark.anyio
+async def test_the_guards_and_the_drain_hold_in_uvicorn_worker_processes(tiny_model_dir):
+    """Two workers under uvicorn's supervisor (`tests.support.workers`): an idle connection times
+    out, a header over the limit gets 431, the log is JSON, and SIGTERM drains each worker."""
+    settings = {"RELOAD_INTERVAL_S": "0", "TIMEOUT_KEEP_ALIVE_S": "1", "MAX_HEADER_BYTES": "4096"}
+    with Server(tiny_model_dir, settings, module="tests.support.workers") as server:
+        idle, _ = await attacks.send(server.port, b"")
+        large, _ = await attacks.send(
+            server.port, attacks.request("GET", "/healthz", headers=f"x: {'a' * 8000}\r\n")
+        )
+        assert (await attacks.answer(large))[0] == 431
+        assert await attacks.closed_after(idle, 5) is not None
+        ready, writer = await attacks.send(server.port, b"GET /readyz HTTP/1.1\r\nhost: x\r\n")
+        await asyncio.sleep(0.1)
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        writer.write(b"\r\n")
+        assert (await attacks.answer(ready))[0] == 503
+        assert await asyncio.to_thread(server.wait, 30) == 0
+    assert_json_lines(server.log())
+    assert server.log().count("Application startup complete") == 2
+
+
 def test_docs_page_renders_offline_in_headless_chromium(tiny_model_dir, tmp_path):
     if not shutil.which("chromium"):
         pytest.fail(
