@@ -1,11 +1,18 @@
-"""`python -m app [--host H --port P]`: serve `MODEL_DIR/current` with uvicorn."""
+"""`python -m app [--host H --port P]`: serve `MODEL_DIR/current` with uvicorn.
+
+Anything that stops the start (a setting, the bundle, the address) is one JSON error line with
+the reason, and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import signal
+import re
 import sys
+
+CANNOT_START = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,54 +22,60 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
+    from app import logs
     from app.settings import Settings
     from app.threads import limit_compute_threads
 
+    logs.configure("info")
     try:
         settings = Settings()
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
-        print(f"cannot serve: invalid setting ({problems})", file=sys.stderr)
-        return 2
+        return cannot_serve(f"invalid setting ({problems})")
+    except SettingsError as error:  # a list or object setting that is not JSON
+        field = re.search(r'field "(\w+)"', str(error))
+        name = field.group(1).upper() if field else str(error)
+        return cannot_serve(f'invalid setting ({name}: not JSON; a list is written as ["https://a.example"])')
     overrides = {name: value for name, value in vars(args).items() if value is not None}
     settings = settings.model_copy(update=overrides)
+    logs.configure(settings.log_level)
     problem = settings.exposure_problem()
     if problem:
-        print(f"cannot serve: {problem}", file=sys.stderr)
-        return 2
+        return cannot_serve(problem)
     limit_compute_threads(settings.compute_threads)
 
-    import uvicorn
+    import signal
 
-    from app.bundle import BundleError
     from app.bundle_store import current_bundle_path
     from app.feedback.db import async_url, describe
     from app.main import create_app
     from app.served import ServedBundle
+    from app.server import serve
+    from app.service import first_line
 
     try:
         preloaded = ServedBundle.load(current_bundle_path(settings.model_dir))
-    except BundleError as error:
-        print(f"cannot serve: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:  # a BundleError names the file and the fix; anything else, its reason
+        return cannot_serve(first_line(error))
     app = create_app(settings, preloaded)
     # uvicorn drains on SIGTERM, then re-raises the signal; a no-op handler makes that a clean exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    print(
-        f"serving {preloaded.version}: docs at http://{settings.host}:{settings.port}/docs; feedback in "
-        f"{describe(async_url(settings.feedback_database_url()))}",
-        file=sys.stderr,
+    logs.log(
+        "serving",
+        model_version=preloaded.version,
+        docs=f"http://{settings.host}:{settings.port}/docs",
+        feedback=describe(async_url(settings.feedback_database_url())),
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
-    )
-    return 0
+    return serve(settings, app)
+
+
+def cannot_serve(reason: str) -> int:
+    from app import logs
+
+    logs.log("cannot serve", logging.ERROR, reason=reason)
+    return CANNOT_START
 
 
 if __name__ == "__main__":

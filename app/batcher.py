@@ -5,7 +5,17 @@ keeps collecting for a short window or until a size cap, lets an optional `prepa
 complete the items on the event loop (one database query for the whole batch, say), then runs
 the whole batch in a thread (off the event loop) and hands each request exactly its own result.
 While a batch runs, new items queue up and form the next batch, so under load batches grow by
-themselves. An exception in a batch fails only the requests in that batch.
+themselves.
+
+Work, not requests, is what is bounded: each item has a cost (`cost`, 1 by default; the pairs of
+a `/predict` request), the queue refuses an item once `max_queue` work is waiting (`Overloaded`,
+503), and a batch stops growing at `max_batch_work`. An item whose caller went away (its future
+cancelled) gives its place back at once and is never computed.
+
+The worker is supervised: a fault anywhere in one round (collecting, the batch-size callback,
+`prepare`, the model call, handing out results) fails only that batch. Should the task end all
+the same, every waiting request fails at once, later ones are refused, `alive` turns False (the
+service's readiness says so) and `on_stop` is called.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ Result = TypeVar("Result")
 
 
 class Overloaded(Exception):
-    """The queue is full: the caller should answer 503 and ask the client to retry."""
+    """Too much work is queued, or the worker has stopped: the caller should answer 503."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,15 @@ class Batched(Generic[Result]):
 
     value: Result
     batch_size: int
+
+
+class _Waiting(Generic[Item, Result]):
+    """A queued item, its future and its cost (0 once taken off the queue's work count)."""
+
+    __slots__ = ("cost", "future", "item")
+
+    def __init__(self, item: Item, future: asyncio.Future[Batched[Result]], cost: int) -> None:
+        self.item, self.future, self.cost = item, future, cost
 
 
 class MicroBatcher(Generic[Item, Result]):
@@ -47,77 +66,139 @@ class MicroBatcher(Generic[Item, Result]):
         executor: Executor,
         on_batch: Callable[[int], None] = lambda size: None,
         prepare: Callable[[list[Item]], Awaitable[list[Item]]] | None = None,
+        cost: Callable[[Item], int] | None = None,
+        max_batch_work: int | None = None,
+        on_stop: Callable[[BaseException | None], None] = lambda error: None,
     ) -> None:
         self._process = process
         self._prepare = prepare
         self._window = window
         self._max_items = max_items
         self._max_queue = max_queue
+        self._max_batch_work = max_batch_work
+        self._cost = cost
         self._executor = executor
         self._on_batch = on_batch
-        self._pending: deque[tuple[Item, asyncio.Future[Batched[Result]]]] = deque()
+        self._on_stop = on_stop
+        self._pending: deque[_Waiting[Item, Result]] = deque()
+        self._queued_work = 0
         self._arrived = asyncio.Event()
+        self._in_flight: list[_Waiting[Item, Result]] = []  # the round being processed
         self._worker: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def queued(self) -> int:
+        """Items waiting (cancelled ones included until the worker skips them)."""
         return len(self._pending)
+
+    @property
+    def queued_work(self) -> int:
+        """The work waiting, by `cost`: what admission counts."""
+        return self._queued_work
+
+    @property
+    def alive(self) -> bool:
+        return self._worker is not None and not self._worker.done()
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+        self._worker.add_done_callback(self._ended)
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        while self._pending:
-            _, future = self._pending.popleft()
-            if not future.done():
-                future.set_exception(Overloaded("the server is shutting down"))
+        self._fail_waiting("the server is shutting down")
 
     async def submit(self, item: Item) -> Batched[Result]:
-        """Queues one item and waits for its result; raises `Overloaded` when the queue is full."""
-        if len(self._pending) >= self._max_queue:
-            raise Overloaded(f"{len(self._pending)} requests are already queued")
-        future: asyncio.Future[Batched[Result]] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
+        """Queues one item and waits for its result; raises `Overloaded` when the queue is full.
+
+        An item alone is always admitted, however costly: a cap it could never meet would refuse it
+        forever (its size is the route's business).
+        """
+        if not self.alive:
+            raise Overloaded("the model worker has stopped")
+        cost = 1 if self._cost is None else self._cost(item)
+        if self._queued_work and self._queued_work + cost > self._max_queue:
+            raise Overloaded(f"{self._queued_work} units of work are already queued")
+        waiting = _Waiting(item, asyncio.get_running_loop().create_future(), cost)
+        self._pending.append(waiting)
+        self._queued_work += cost
         self._arrived.set()
-        return await future
+        try:
+            return await waiting.future
+        except asyncio.CancelledError:  # the caller went away: give its place back now
+            self._queued_work -= waiting.cost
+            waiting.cost = 0
+            raise
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
-            items = [item for item, _ in batch]
-            self._on_batch(len(items))
+            batch: list[_Waiting[Item, Result]] = []
+            self._in_flight = batch
             try:
+                await self._collect(batch)
+                items = [waiting.item for waiting in batch]
+                self._on_batch(len(items))
                 if self._prepare is not None:
                     items = await self._prepare(items)
                 results = await loop.run_in_executor(self._executor, self._process, items)
-            except Exception as error:  # one failed batch fails its own requests, and only them
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(Batched(result, len(batch)))
+                if len(results) != len(batch):
+                    raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
+                for waiting, result in zip(batch, results, strict=True):
+                    if not waiting.future.done():
+                        waiting.future.set_result(Batched(result, len(batch)))
+            except Exception as error:  # one failed round fails its own requests, and only them
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(error)
 
-    async def _collect(self) -> list[tuple[Item, asyncio.Future[Batched[Result]]]]:
-        """Waits for a first item, then for the window to pass or the batch to fill."""
+    async def _collect(self, batch: list[_Waiting[Item, Result]]) -> None:
+        """Waits for a first item, then for the window to pass or the batch to fill; moves the
+        batch's items (never a cancelled one) from the queue into `batch`."""
         while not self._pending:
             self._arrived.clear()
             await self._arrived.wait()
-        if self._window > 0 and len(self._pending) < self._max_items:
+        if self._window > 0 and not self._full():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._window):
-                    while len(self._pending) < self._max_items:
+                    while not self._full():
                         self._arrived.clear()
                         await self._arrived.wait()
-        batch = []
+        work = 0
         while self._pending and len(batch) < self._max_items:
-            item, future = self._pending.popleft()
-            if not future.cancelled():  # the client went away; skip its work
-                batch.append((item, future))
-        return batch
+            waiting = self._pending[0]
+            if self._max_batch_work is not None and batch and work + waiting.cost > self._max_batch_work:
+                break
+            self._pending.popleft()
+            self._queued_work -= waiting.cost
+            work, waiting.cost = work + waiting.cost, 0
+            if not waiting.future.cancelled():  # the client went away; skip its work
+                batch.append(waiting)
+
+    def _full(self) -> bool:
+        if len(self._pending) >= self._max_items:
+            return True
+        return self._max_batch_work is not None and self._queued_work >= self._max_batch_work
+
+    def _ended(self, worker: asyncio.Task[None]) -> None:
+        """The worker task ended: on purpose (`stop`), or not, which must not go unnoticed."""
+        if self._stopping:
+            return
+        error = None if worker.cancelled() else worker.exception()
+        self._fail_waiting("the model worker has stopped")
+        self._on_stop(error)
+
+    def _fail_waiting(self, reason: str) -> None:
+        for waiting in self._in_flight:
+            if not waiting.future.done():
+                waiting.future.set_exception(Overloaded(reason))
+        while self._pending:
+            waiting = self._pending.popleft()
+            self._queued_work -= waiting.cost
+            if not waiting.future.done():
+                waiting.future.set_exception(Overloaded(reason))

@@ -4,10 +4,16 @@ Training writes a bundle's files with `write_bundle_files`; the server reads the
 `load_bundle`. Both sides import this module and nothing else of each other, so the file names,
 the encoders' format and the `FORMAT_VERSION` live here once, the writer beside the reader.
 Where bundles live and how a new one is published atomically is `app.bundle_store`'s job.
+
+Every file of a bundle is bound to the others by `manifest.json`, written last: the size and
+SHA-256 of each file. The reader checks it before it reads anything else, so a file changed, cut
+short or swapped in from another run (an `encoders.json` listing the same users in another
+order, say) is refused, and then checks that the encoders and the model's tables agree in size.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,14 +24,17 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-FORMAT_VERSION = 2  # 2: the model has `rating` and `ranking` outputs; 1: one output, used for both
-READABLE_FORMATS = (1, 2)
+# 3: manifest.json required; 2: the model has `rating` and `ranking` outputs; 1: one output for both
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
+MANIFESTED_FORMAT = 3  # from this format on, a bundle without a manifest is refused
 MODEL_FILE = "model.keras"
 ENCODERS_FILE = "encoders.json"
 METADATA_FILE = "metadata.json"
 CATALOGUE_FILE = "movies.json"
 RATINGS_FILE = "ratings.npz"
 LOSS_PLOT_FILE = "loss.png"
+MANIFEST_FILE = "manifest.json"
 REQUIRED_FILES = (MODEL_FILE, ENCODERS_FILE, METADATA_FILE, CATALOGUE_FILE, RATINGS_FILE)
 MEMBER_ROLES = ("user_embedding", "movie_embedding", "user_bias", "movie_bias")
 # The model's two outputs, by name, and the layers of its ranking tables (see `app.scoring`).
@@ -109,6 +118,21 @@ class Metadata(BaseModel):
     )
 
 
+class ManifestEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Manifest(BaseModel):
+    """The size and SHA-256 of every file of a bundle, by name; written after all of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: dict[str, ManifestEntry]
+
+
 @dataclass(frozen=True)
 class RatingsByUser:
     """Every rating of every user, as CSR rows: user row u owns `movies[indptr[u]:indptr[u+1]]`.
@@ -186,21 +210,38 @@ def write_bundle_files(
         np.savez(handle, indptr=ratings.indptr, movies=ratings.movies, ratings=ratings.ratings)
 
 
+def write_manifest(folder: Path) -> None:
+    """Writes `manifest.json`: the size and SHA-256 of every other file in `folder` (hidden ones
+    aside). Call it once every file is written: `app.bundle_store.publish_bundle` does."""
+    files = {
+        path.name: ManifestEntry(bytes=path.stat().st_size, sha256=_sha256(path))
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name != MANIFEST_FILE and not path.name.startswith(".")
+    }
+    _write_json(folder / MANIFEST_FILE, Manifest(files=files).model_dump())
+
+
 def load_bundle(path: Path) -> Bundle:
     """Loads and checks a bundle folder; any defect raises `BundleError` naming the file."""
     import keras  # imported here so that reading metadata alone stays cheap
 
-    if not path.is_dir():
-        raise BundleError(f"no bundle at {path}: {HOW_TO_MAKE_ONE}")
-    for name in REQUIRED_FILES:
-        if not (path / name).is_file():
-            raise BundleError(f"{path / name} is missing: the bundle is incomplete; {HOW_TO_MAKE_ONE}")
+    try:
+        if not path.is_dir():
+            raise BundleError(f"no bundle at {path}: {HOW_TO_MAKE_ONE}")
+        for name in REQUIRED_FILES:
+            if not (path / name).is_file():
+                raise BundleError(f"{path / name} is missing: the bundle is incomplete; {HOW_TO_MAKE_ONE}")
+        manifested = _check_manifest(path)
+    except OSError as error:  # a folder or file this process may not read
+        raise BundleError(f"{path} cannot be read ({error.strerror or error}); {HOW_TO_MAKE_ONE}") from error
     metadata = _read_document(path / METADATA_FILE, Metadata)
     if metadata.format_version not in READABLE_FORMATS:
         raise BundleError(
             f"{path / METADATA_FILE}: format_version {metadata.format_version}, this server reads "
-            f"{' and '.join(map(str, READABLE_FORMATS))}; {HOW_TO_MAKE_ONE}"
+            f"{', '.join(map(str, READABLE_FORMATS))}; {HOW_TO_MAKE_ONE}"
         )
+    if metadata.format_version >= MANIFESTED_FORMAT and not manifested:
+        raise BundleError(f"{path / MANIFEST_FILE} is missing: the bundle is incomplete; {HOW_TO_MAKE_ONE}")
     encoders = _read_document(path / ENCODERS_FILE, Encoders)
     catalogue = _read_document(path / CATALOGUE_FILE, Catalogue)
     if not len(catalogue.titles) == len(catalogue.genres) == len(encoders.movies):
@@ -212,6 +253,7 @@ def load_bundle(path: Path) -> Bundle:
         model = keras.saving.load_model(path / MODEL_FILE, safe_mode=True)
     except Exception as error:
         raise BundleError(f"{path / MODEL_FILE} cannot be loaded ({error}); {HOW_TO_MAKE_ONE}") from error
+    _check_tables(path, model, encoders)
     _check_model(path / MODEL_FILE, model, encoders)
     return Bundle(path, model, encoders, metadata, catalogue, ratings)
 
@@ -219,6 +261,34 @@ def load_bundle(path: Path) -> Bundle:
 def read_metadata(path: Path) -> Metadata:
     """Only the metadata of a bundle folder (cheap: no model load)."""
     return _read_document(path / METADATA_FILE, Metadata)
+
+
+def _check_manifest(path: Path) -> bool:
+    """Checks every file the manifest lists against its size and SHA-256; False without one."""
+    if not (path / MANIFEST_FILE).is_file():
+        return False
+    manifest = _read_document(path / MANIFEST_FILE, Manifest)
+    unlisted = [name for name in REQUIRED_FILES if name not in manifest.files]
+    if unlisted:
+        raise BundleError(f"{path / MANIFEST_FILE} does not list {unlisted[0]}; {HOW_TO_MAKE_ONE}")
+    for name, entry in manifest.files.items():
+        file = path / name
+        if Path(name).name != name or name.startswith(".") or not file.is_file():
+            raise BundleError(f"{path / MANIFEST_FILE} lists {name!r}, not in the bundle; {HOW_TO_MAKE_ONE}")
+        if file.stat().st_size != entry.bytes or _sha256(file) != entry.sha256:
+            raise BundleError(
+                f"{file} is not the file {MANIFEST_FILE} lists (size or SHA-256 differ): changed or "
+                f"replaced after it was written; {HOW_TO_MAKE_ONE}"
+            )
+    return True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _read_document(path: Path, kind: type[Document]) -> Document:
@@ -254,6 +324,38 @@ def _read_ratings(path: Path, encoders: Encoders) -> RatingsByUser:
     if not sound:
         raise BundleError(f"{path} does not match {ENCODERS_FILE}; {HOW_TO_MAKE_ONE}")
     return ratings
+
+
+def _check_tables(path: Path, model: Any, encoders: Encoders) -> None:
+    """Checks the model has the members' tables the server scores with, each with a row per
+    encoded user or movie: an `encoders.json` of another run must not be served with it."""
+    layers = {layer.name: layer for layer in model.layers}
+    if member_layer_name(0, "user_embedding") not in layers:
+        raise BundleError(
+            f"{path / MODEL_FILE} has no layer named {member_layer_name(0, 'user_embedding')!r}: not a "
+            f"model this server can score; {HOW_TO_MAKE_ONE}"
+        )
+    expected = {}
+    member = 0
+    while member_layer_name(member, "user_embedding") in layers:
+        for role in MEMBER_ROLES:
+            expected[member_layer_name(member, role)] = "users" if role.startswith("user") else "movies"
+        member += 1
+    expected.update(
+        {RANKING_USER_LAYER: "users", RANKING_MOVIE_LAYER: "movies", RANKING_SCALE_LAYER: "movies"}
+        if RANKING_USER_LAYER in layers
+        else {}
+    )
+    sizes = {"users": len(encoders.users), "movies": len(encoders.movies)}
+    for name, kind in expected.items():
+        table = getattr(layers.get(name), "embeddings", None)
+        rows = None if table is None else int(table.shape[0])
+        if rows != sizes[kind]:
+            found = "no such table" if rows is None else f"{rows} rows"
+            raise BundleError(
+                f"{path / ENCODERS_FILE} does not match {path / MODEL_FILE}: it lists {sizes[kind]} "
+                f"{kind}, the model's layer {name!r} has {found}; {HOW_TO_MAKE_ONE}"
+            )
 
 
 def _check_model(path: Path, model: Any, encoders: Encoders) -> None:

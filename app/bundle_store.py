@@ -17,17 +17,19 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from app.bundle import HOW_TO_MAKE_ONE, BundleError
+from app.bundle import HOW_TO_MAKE_ONE, BundleError, write_manifest
 
 CURRENT = "current"
 STAGING_PREFIX = ".incomplete-"
+PRUNING_PREFIX = ".pruning-"
 WRITER_LOCK = ".writer.lock"
 
 
 def publish_bundle(model_dir: Path, version: str, write: Callable[[Path], None], keep: int = 3) -> Path:
     """Has `write` fill a staging folder, renames it to `version`, points `current` at it, prunes.
 
-    Everything is fsynced before the rename, so a published bundle survives a power loss.
+    The manifest (`app.bundle.write_manifest`) is written once `write` is done, so it covers every
+    file. Everything is fsynced before the rename, so a published bundle survives a power loss.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_abandoned_staging(model_dir)
@@ -36,6 +38,7 @@ def publish_bundle(model_dir: Path, version: str, write: Callable[[Path], None],
     try:
         with _writer_lock(staging):
             write(staging)
+            write_manifest(staging)
             (staging / WRITER_LOCK).unlink()  # still locked through the open handle until renamed
             _fsync_tree(staging)
             final = model_dir / version
@@ -58,11 +61,32 @@ def point_current(model_dir: Path, version: str) -> None:
 
 
 def current_bundle_path(model_dir: Path) -> Path:
-    """The version folder that `current` points at, resolved once so a swap mid-load is harmless."""
+    """The version folder that `current` points at, resolved once so a swap mid-load is harmless.
+
+    Raises `BundleError`, with the reason, when there is none or it cannot be read.
+    """
     link = model_dir / CURRENT
-    if not link.exists():
-        raise BundleError(f"no bundle at {link}: {HOW_TO_MAKE_ONE}")
-    return link.resolve()
+    try:
+        if link.is_symlink() and not link.exists():
+            raise BundleError(f"{link} points at {os.readlink(link)}, which is not there; {HOW_TO_MAKE_ONE}")
+        if not link.exists():
+            raise BundleError(f"no bundle at {link}: {HOW_TO_MAKE_ONE}")
+        return link.resolve()
+    except OSError as error:
+        raise BundleError(f"cannot read {link} ({error.strerror or error}); {HOW_TO_MAKE_ONE}") from error
+
+
+def folder_stamp(folder: Path) -> tuple[str, tuple[tuple[str, int, int, int], ...]]:
+    """What a version folder holds, cheaply: each file's name, size, inode and modification time.
+
+    A refused bundle is remembered by its stamp, not its name: fixed in place, it is tried again.
+    Raises OSError if the folder cannot be read.
+    """
+    entries = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        status = entry.stat()
+        entries.append((entry.name, status.st_size, status.st_ino, status.st_mtime_ns))
+    return str(folder), tuple(entries)
 
 
 def version_folders(model_dir: Path) -> list[Path]:
@@ -76,13 +100,25 @@ def version_folders(model_dir: Path) -> list[Path]:
 
 
 def prune_versions(model_dir: Path, keep: int) -> list[Path]:
-    """Removes all but the newest `keep` versions; never the one `current` points at."""
+    """Removes all but the newest `keep` versions; never the one `current` points at.
+
+    Each one is first renamed to a hidden name (one atomic step), then deleted: a run killed
+    midway leaves a hidden folder, which the next pruning deletes, never a visible version with
+    files missing.
+    """
+    for leftover in model_dir.glob(f"{PRUNING_PREFIX}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     current = (model_dir / CURRENT).resolve() if (model_dir / CURRENT).exists() else None
     removable = [p for p in version_folders(model_dir) if p.resolve() != current]
     kept_besides_current = max(keep - (1 if current else 0), 0)
     doomed = removable[: max(len(removable) - kept_besides_current, 0)]
     for path in doomed:
-        shutil.rmtree(path, ignore_errors=True)
+        hidden = model_dir / f"{PRUNING_PREFIX}{path.name}"
+        try:
+            path.rename(hidden)
+        except FileNotFoundError:
+            continue  # pruned by another run meanwhile
+        shutil.rmtree(hidden, ignore_errors=True)
     return doomed
 
 

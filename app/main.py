@@ -15,8 +15,8 @@ from app.api.auth import require_bearer
 from app.api.routes import api_router
 from app.api.routes.operations import admin_router
 from app.api.routes.ratings import write_router
-from app.body_limit import BodySizeLimit
 from app.metrics import create_metrics
+from app.request_limits import RequestLimits
 from app.served import ServedBundle
 from app.service import Service
 from app.settings import Settings
@@ -43,12 +43,12 @@ def create_app(settings: Settings | None = None, preloaded: ServedBundle | None 
     metrics = create_metrics()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Service]]:
         service = Service(settings, metrics)
         app.state.service = service
         await service.start(preloaded)
         try:
-            yield
+            yield {"service": service}  # lifespan state: uvicorn hands it to app.protocol too
         finally:
             await service.stop()
 
@@ -68,7 +68,13 @@ def create_app(settings: Settings | None = None, preloaded: ServedBundle | None 
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["authorization", "content-type"],
         )
-    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_body_bytes,
+        max_inflight_body_bytes=settings.max_inflight_body_bytes,
+        request_timeout_s=settings.request_timeout_s,
+        on_shed=lambda reason: metrics.shed.labels(reason).inc(),
+    )
     app.add_middleware(RequestTelemetry, metrics=metrics)
     errors.install(app)
     return app

@@ -58,11 +58,26 @@ class Settings(DatabaseSettings):
     batch_max_users: int = Field(64, ge=1, description="most users scored in one model call")
     batch_max_requests: int = Field(64, ge=1, description="most /predict requests merged in one call")
     max_queue: int = Field(
-        2048, ge=1, description="queued requests beyond which new ones get 503 with Retry-After"
+        2048, ge=1, description="queued recommendation requests (a user each) beyond which new ones get 503"
+    )
+    batch_max_pairs: int = Field(
+        20_000, ge=1, description="most pairs scored in one /predict model call (a larger request alone)"
+    )
+    max_queued_pairs: int = Field(
+        500_000, ge=1, description="queued /predict pairs beyond which new requests get 503 with Retry-After"
     )
     predict_max_pairs: int = Field(10_000, ge=1, description="most pairs in one /predict request")
     max_body_bytes: int = Field(
         2_000_000, ge=1024, description="request bodies above this size get 413 before being read"
+    )
+    max_inflight_body_bytes: int = Field(
+        64_000_000,
+        ge=1024,
+        description="request body bytes received and not yet answered, all requests together, beyond "
+        "which a body gets 503 with Retry-After",
+    )
+    request_timeout_s: float = Field(
+        5.0, gt=0, description="longest a request may take once received whole; then 503 with Retry-After"
     )
     compute_threads: int = Field(
         1, ge=1, description="threads each of TensorFlow's and BLAS's pools may use per model call"
@@ -82,7 +97,28 @@ class Settings(DatabaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS; none (no CORS headers) by default"
     )
-    shutdown_grace_s: float = Field(10.0, ge=0, description="time in-flight requests get on SIGTERM")
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="on SIGTERM, the longest from the signal to the exit: requests received are answered",
+    )
+    max_connections: int = Field(
+        2048, ge=16, description="open connections per process; past it the longest-waiting one is evicted"
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, le=1_048_576, description="request line and headers together; larger gets 431"
+    )
+    timeout_keep_alive_s: float = Field(
+        5.0,
+        gt=0,
+        description="an idle connection (before its first request, or between two) is closed after this",
+    )
+    timeout_headers_s: float = Field(
+        10.0, gt=0, description="a request's line and headers must arrive within this of its first byte (408)"
+    )
+    timeout_body_s: float = Field(
+        30.0, gt=0, description="a request's body must arrive within this of its headers (408)"
+    )
 
     @field_validator("admin_token", "api_token")
     @classmethod

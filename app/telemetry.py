@@ -1,10 +1,14 @@
 """Per-request telemetry as one plain ASGI middleware: request id, metrics and a log line.
 
-Plain ASGI rather than `BaseHTTPMiddleware`, because it sits on every request's hot path.
+Plain ASGI rather than `BaseHTTPMiddleware`, because it sits on every request's hot path. A
+request whose client went away (`CLIENT_GONE`, set where that is seen: `app.request_limits`
+when reading the body, `app.protocol` when the connection closes, which cancels the request)
+is recorded with status 499, nginx's "client closed request", whatever was answered to no one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -14,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import log
 from app.metrics import Metrics
+from app.request_limits import CLIENT_GONE
 
 REQUEST_ID_HEADER = b"x-request-id"
 SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
@@ -42,8 +47,15 @@ class RequestTelemetry:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if not scope.get(CLIENT_GONE):
+                raise
+            task = asyncio.current_task()  # cancelled because its connection closed: nothing to answer
+            if task is not None:
+                task.uncancel()
         finally:
-            self._record(scope, request_id, status, time.perf_counter() - started)
+            gone = scope.get(CLIENT_GONE, False)
+            self._record(scope, request_id, 499 if gone else status, time.perf_counter() - started)
 
     def _record(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", "unmatched")

@@ -9,16 +9,17 @@ its output in a log file: never a pipe, which the server could fill and block on
     server = Server(model_dir, ready_within=None)  # a start that should fail: do not wait
     assert server.wait(120) == 2 and "python -m training" in server.log()
 
-`Server(model_dir, env=None, *, module="app", args=(), root=REPO, log_dir=None, ready_within=120)`
-returns once the server is ready (`ready_within` seconds at most; None: at once). `root` is the
-checkout whose `module` runs (before/after comparisons); the log goes to `log_dir` (default: a new
-temporary folder) and stays. Then `url`, `port`, `pid`, `process` (the Popen), `ready_seconds`
-(process start to the first 200 from /readyz), `wait_ready(timeout)` (RuntimeError with the log's
-tail if the server exits or the deadline passes), `wait(timeout)` (exit code), `stop(kill=False)`
-(SIGTERM, 15 s, then SIGKILL, to this process only; also on leaving `with`), `log(last_lines=None)`,
-`memory_mb()` (peak and current RSS), `cpu_seconds()`, `fetch(path, body=None)` (the JSON answer to
-a GET, or to a POST of `body`). Beside it: `free_port()`, and `copy_bundle_as(bundle, model_dir,
-version)`, which copies a bundle under a new version name, as training would publish it, for live
+`Server(model_dir, env=None, *, module="app", args=(), root=REPO, log_dir=None, ready_within=120,
+prefix=())` returns once the server is ready (`ready_within` seconds at most; None: at once). `root`
+is the checkout whose `module` runs (before/after comparisons); the log goes to `log_dir` (default:
+a new temporary folder) and stays; `prefix` goes before the command (`setpriv ...`, say). Then
+`url`, `port`, `pid`, `process` (the Popen), `ready_seconds` (process start to the first 200 from
+/readyz), `wait_ready(timeout)` (RuntimeError with the log's tail if the server exits or the
+deadline passes), `wait(timeout)` (exit code), `stop(kill=False)` (SIGTERM, 15 s, then SIGKILL, to
+this process only; also on leaving `with`), `log(last_lines=None)`, `memory_mb()` (peak and current
+RSS), `cpu_seconds()`, `fetch(path, body=None)` (the JSON answer to a GET, or to a POST of `body`).
+Beside it: `free_port()`, and `copy_bundle_as(bundle, model_dir, version)`, which copies a bundle
+under a new version name (its manifest written again), as training would publish it, for live
 swaps (`current` left alone).
 """
 
@@ -40,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.bundle import METADATA_FILE
+from app.bundle import METADATA_FILE, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -60,6 +61,7 @@ class Server(contextlib.AbstractContextManager):
         root: Path = REPO,
         log_dir: Path | None = None,
         ready_within: float | None = 120.0,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
         self.url, self.ready_seconds = f"http://{HOST}:{self.port}", None
@@ -68,7 +70,7 @@ class Server(contextlib.AbstractContextManager):
         environment = {**os.environ, "MODEL_DIR": str(model_dir), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         if root != REPO:  # its `module` first, this checkout's `benchmarks` after it
             environment["PYTHONPATH"] = os.pathsep.join([str(root), str(REPO)])
-        command = [sys.executable, "-m", module, *args, "--host", HOST, "--port", str(self.port)]
+        command = [*prefix, sys.executable, "-m", module, *args, "--host", HOST, "--port", str(self.port)]
         with open(self.log_path, "wb") as log:  # the child has its own copy of the descriptor
             self.started = time.monotonic()
             streams = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": log}
@@ -146,6 +148,7 @@ def copy_bundle_as(bundle: Path, model_dir: Path, version: str) -> Path:
     shutil.copytree(bundle, model_dir / version)
     metadata = json.loads((model_dir / version / METADATA_FILE).read_text())
     (model_dir / version / METADATA_FILE).write_text(json.dumps({**metadata, "version": version}))
+    write_manifest(model_dir / version)
     return model_dir / version
 
 

@@ -9,12 +9,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app import logs
+from app.api.routes.predictions import InvalidBody
 from app.batcher import Overloaded
 from app.feedback import FeedbackUnavailable
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(InvalidBody, _invalid_body)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(FeedbackUnavailable, _feedback_unavailable)
     app.add_exception_handler(Exception, _internal_error)
@@ -25,6 +27,12 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     detail = [{key: e[key] for key in ("type", "loc", "msg")} for e in error.errors()]
     return JSONResponse({"detail": detail}, 422)
+
+
+async def _invalid_body(request: Request, error: Exception) -> JSONResponse:
+    """As `_invalid_request`, for a body validated outside FastAPI (`/predict`'s)."""
+    assert isinstance(error, InvalidBody)
+    return JSONResponse({"detail": error.errors}, 422)
 
 
 async def _overloaded(request: Request, error: Exception) -> JSONResponse:

@@ -70,3 +70,104 @@ async def test_a_full_queue_refuses_at_once():
     release.set()
     assert [(await f).value for f in (first, *queued)] == [1, 2, 3]
     await merged.stop()
+
+
+async def within(seconds: float, awaitable):
+    """The awaitable's result, or a failure saying it hung (a dead worker answers nothing)."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
+@pytest.mark.parametrize("fault", ["on_batch raises", "wrong number of results", "prepare raises"])
+async def test_a_fault_anywhere_in_the_loop_fails_only_its_own_batch(fault):
+    calls = {"n": 0}
+
+    def process(items):
+        if fault == "wrong number of results" and calls["n"] == 0:
+            calls["n"] += 1
+            return [*items, "extra"]
+        return [i * 10 for i in items]
+
+    def on_batch(size):
+        if fault == "on_batch raises" and not calls["n"]:
+            calls["n"] += 1
+            raise RuntimeError("metrics backend gone")
+
+    async def prepare(items):
+        if fault == "prepare raises" and not calls["n"]:
+            calls["n"] += 1
+            raise RuntimeError("database gone")
+        return items
+
+    merged = batcher(process, window=0, max_items=1, on_batch=on_batch, prepare=prepare)
+    merged.start()
+    with pytest.raises(Exception):  # noqa: B017 - whichever error the fault raised
+        await within(2, merged.submit(1))
+    assert (await within(2, merged.submit(2))).value == 20
+    assert merged.alive
+    await merged.stop()
+
+
+async def test_a_stopped_worker_fails_waiting_and_new_requests_and_says_so():
+    release = threading.Event()
+    merged = batcher(lambda items: release.wait(5) and list(items), window=0, max_items=1)
+    merged.start()
+    first = asyncio.ensure_future(merged.submit(1))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.ensure_future(merged.submit(2))
+    await asyncio.sleep(0)
+    merged._worker.cancel()  # anything that ends the task: it must not go unnoticed
+    release.set()
+    with pytest.raises(Overloaded):
+        await within(2, waiting)
+    with pytest.raises(Overloaded):
+        await within(2, merged.submit(3))
+    assert not merged.alive
+    first.cancel()
+    await merged.stop()
+
+
+async def test_admission_counts_work_not_requests():
+    """A queue bound of 100 pairs: two 60-pair requests do not fit, one 150-pair request alone does."""
+    release = threading.Event()
+
+    def process(items):
+        release.wait(5)
+        return [len(i) for i in items]
+
+    merged = batcher(process, window=0, max_items=1, max_queue=100, cost=len)
+    merged.start()
+    running = asyncio.ensure_future(merged.submit("x"))  # taken by the worker: no longer queued
+    await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(merged.submit("p" * 60))
+    await asyncio.sleep(0)
+    assert merged.queued_work == 60
+    with pytest.raises(Overloaded, match="60"):
+        await merged.submit("p" * 60)
+    queued.cancel()  # a client that went away gives its place back at once
+    await asyncio.sleep(0)
+    assert merged.queued_work == 0
+    alone = asyncio.ensure_future(merged.submit("p" * 150))
+    await asyncio.sleep(0)
+    release.set()
+    assert (await running).value == 1 and (await alone).value == 150
+    await merged.stop()
+
+
+async def test_a_batch_is_capped_by_work():
+    calls: list[list[str]] = []
+    release = threading.Event()
+
+    def process(items):
+        release.wait(5)
+        calls.append(list(items))
+        return [len(i) for i in items]
+
+    merged = batcher(process, window=0.05, max_items=64, max_queue=1000, max_batch_work=100, cost=len)
+    merged.start()
+    results = [asyncio.ensure_future(merged.submit("p" * 40)) for _ in range(6)]
+    await asyncio.sleep(0.1)
+    release.set()
+    await asyncio.gather(*results)
+    await merged.stop()
+    assert [len(call) for call in calls] == [2, 2, 2]  # 40 + 40 fits in 100; a third would not

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from app.bundle import (
     FORMAT_VERSION,
+    MANIFEST_FILE,
     REQUIRED_FILES,
     BundleError,
     Catalogue,
@@ -26,7 +27,9 @@ from app.bundle import (
     RatingsByUser,
     load_bundle,
     write_bundle_files,
+    write_manifest,
 )
+from tests.support.bundles import drop_last_movies, reverse_users
 from tests.support.data import ODD_MOVIE_IDS, ODD_USER_IDS
 
 HOW_TO = "python -m training"
@@ -96,7 +99,11 @@ def bundle_copy(tmp_path, tiny_bundle) -> Path:
     return copy
 
 
-def expect_refusal(path: Path, names: str) -> str:
+def expect_refusal(path: Path, names: str, seal: bool = True) -> str:
+    """Checks `load_bundle` refuses the bundle naming `names`. With `seal`, the manifest is written
+    again first: the damage is then what training wrote, and the check past the manifest is tested."""
+    if seal and (path / MANIFEST_FILE).exists():
+        write_manifest(path)
     with pytest.raises(BundleError) as caught:
         load_bundle(path)
     message = str(caught.value)
@@ -257,3 +264,66 @@ def test_what_the_writer_writes_the_reader_reads_back(tiny_parts, tmp_path_facto
         np.testing.assert_array_equal(getattr(again.ratings, name), getattr(ratings, name))
     for user in range(n_users):
         assert again.ratings.of(user)[0].tolist() == ratings.of(user)[0].tolist()
+
+
+# --- encoders bound to the model ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seal", [True, False], ids=["manifest rewritten", "manifest as written"])
+def test_encoders_listing_fewer_movies_than_the_model_are_refused(bundle_copy, seal):
+    """By the manifest, or, if it was written over them, by the model's table sizes."""
+    rows = len(json.loads((bundle_copy / "encoders.json").read_text())["movies"])
+    drop_last_movies(bundle_copy, 100)
+    message = expect_refusal(bundle_copy, "encoders.json", seal=seal)
+    assert (f"has {rows} rows" in message) == seal, message
+
+
+def test_encoders_in_another_order_than_the_models_are_refused(bundle_copy):
+    reverse_users(bundle_copy)
+    assert MANIFEST_FILE in expect_refusal(bundle_copy, "encoders.json", seal=False)
+
+
+# --- the manifest ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*REQUIRED_FILES, "loss.png"])
+@pytest.mark.parametrize("damage", ["one byte changed", "cut short", "emptied"])
+def test_a_file_changed_after_the_manifest_is_refused_naming_it(bundle_copy, name, damage):
+    path = bundle_copy / name
+    data = bytearray(path.read_bytes())
+    if damage == "one byte changed":
+        data[len(data) // 2] ^= 1
+    path.write_bytes({"one byte changed": data, "cut short": data[:-1], "emptied": b""}[damage])
+    assert MANIFEST_FILE in expect_refusal(bundle_copy, name, seal=False)
+
+
+def test_the_manifest_lists_every_file_and_is_required(bundle_copy):
+    listed = json.loads((bundle_copy / MANIFEST_FILE).read_text())["files"]
+    assert set(listed) == {*REQUIRED_FILES, "loss.png"}
+    (bundle_copy / MANIFEST_FILE).unlink()
+    assert "is missing" in expect_refusal(bundle_copy, MANIFEST_FILE)
+
+
+@pytest.mark.parametrize("how", ["not json", "lists nothing", "lists a path outside", "lists a missing file"])
+def test_a_corrupt_manifest_is_refused(bundle_copy, how):
+    path = bundle_copy / MANIFEST_FILE
+    files = json.loads(path.read_text())["files"]
+    entry = {"bytes": 1, "sha256": "0" * 64}
+    path.write_text(
+        {
+            "not json": "{not json",
+            "lists nothing": '{"files": {}}',
+            "lists a path outside": json.dumps({"files": {**files, "../x": entry}}),
+            "lists a missing file": json.dumps({"files": {**files, "extra.bin": entry}}),
+        }[how]
+    )
+    expect_refusal(bundle_copy, MANIFEST_FILE, seal=False)
+
+
+def test_a_model_without_member_tables_is_refused(bundle_copy):
+    import keras
+
+    inputs = keras.Input((2,), dtype="int32", name="pairs")
+    score = keras.layers.Dense(1, activation="sigmoid")(keras.ops.cast(inputs, "float32"))
+    keras.Model(inputs, {"rating": score, "ranking": score}).save(bundle_copy / "model.keras")
+    assert "member0_user_embedding" in expect_refusal(bundle_copy, "model.keras")

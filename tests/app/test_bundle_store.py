@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.bundle import REQUIRED_FILES, BundleError, load_bundle, new_version, write_bundle_files
+from app.bundle import (
+    MANIFEST_FILE,
+    REQUIRED_FILES,
+    BundleError,
+    load_bundle,
+    new_version,
+    write_bundle_files,
+)
 from app.bundle_store import (
     CURRENT,
     STAGING_PREFIX,
@@ -66,7 +73,7 @@ def test_a_written_bundle_is_complete_published_and_loadable(tiny_loaded, model_
     assert current_bundle_path(model_dir_copy) == written.resolve()
     assert (model_dir_copy / CURRENT).is_symlink()
     assert os.readlink(model_dir_copy / CURRENT) == written.name  # relative: the folder can move
-    assert {p.name for p in written.iterdir()} == set(REQUIRED_FILES)
+    assert {p.name for p in written.iterdir()} == {*REQUIRED_FILES, MANIFEST_FILE}
     assert version_folders(model_dir_copy) == sorted([old, written])
     assert not temporaries(model_dir_copy)
     again = load_bundle(current_bundle_path(model_dir_copy))
@@ -245,3 +252,27 @@ def test_pruning_without_current_keeps_the_newest(tmp_path):
     folders = make_versions(tmp_path, 4)
     prune_versions(tmp_path, keep=2)
     assert version_folders(tmp_path) == folders[2:]
+
+
+def test_pruning_killed_midway_leaves_no_visible_partial_version(tmp_path, monkeypatch):
+    """A run killed while deleting an old version: the version is gone from sight whole, or is
+    still whole; what was half deleted is hidden, and the next pruning removes it."""
+    folders = make_versions(tmp_path, 4)
+    for folder in folders:
+        for name in REQUIRED_FILES:
+            (folder / name).write_bytes(b"x")
+    point_current(tmp_path, folders[-1].name)
+
+    def killed_after_one_file(path, ignore_errors=False):
+        sorted(Path(path).iterdir())[0].unlink()
+        raise KeyboardInterrupt  # stands for SIGKILL: nothing after this line runs
+
+    monkeypatch.setattr("app.bundle_store.shutil.rmtree", killed_after_one_file)
+    with pytest.raises(KeyboardInterrupt):
+        prune_versions(tmp_path, keep=2)
+    for version in version_folders(tmp_path):
+        assert sorted(p.name for p in version.iterdir()) == sorted(REQUIRED_FILES), version
+    monkeypatch.undo()
+    prune_versions(tmp_path, keep=2)
+    assert version_folders(tmp_path) == folders[2:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CURRENT, *(f.name for f in folders[2:])])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -44,3 +45,29 @@ def expected_top(
     best = np.argsort(-order, kind="stable")[:k]
     stars = bundle.encoders.to_stars(outputs[RATING_OUTPUT][best])
     return [bundle.encoders.movies[i] for i in best], stars, outputs[RANKING_OUTPUT][best]
+
+
+def drop_last_movies(folder: Path, n: int) -> None:
+    """Rewrites encoders, catalogue and ratings as if the data set had `n` movies fewer, leaving
+    the model's tables as trained: every file consistent with the others but the model."""
+    encoders = json.loads((folder / "encoders.json").read_text())
+    keep = len(encoders["movies"]) - n
+    encoders["movies"] = encoders["movies"][:keep]
+    (folder / "encoders.json").write_text(json.dumps(encoders))
+    catalogue = json.loads((folder / "movies.json").read_text())
+    catalogue = {key: values[:keep] for key, values in catalogue.items()}
+    (folder / "movies.json").write_text(json.dumps(catalogue))
+    with np.load(folder / "ratings.npz") as stored:
+        indptr, movies, ratings = stored["indptr"], stored["movies"], stored["ratings"]
+    owners = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    kept = movies < keep
+    counts = np.bincount(owners[kept], minlength=len(indptr) - 1)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    np.savez(folder / "ratings.npz", indptr=indptr, movies=movies[kept], ratings=ratings[kept])
+
+
+def reverse_users(folder: Path) -> None:
+    """encoders.json with the same users in reverse order: every user would get another's list."""
+    encoders = json.loads((folder / "encoders.json").read_text())
+    encoders["users"].reverse()
+    (folder / "encoders.json").write_text(json.dumps(encoders))

@@ -6,14 +6,14 @@ import json
 
 import pandas as pd
 
-from app.bundle import FORMAT_VERSION, REQUIRED_FILES, read_metadata
+from app.bundle import FORMAT_VERSION, MANIFEST_FILE, REQUIRED_FILES, read_metadata
 from tests.support.bundles import snapshot
 from tests.support.training import train
 
 
 def test_the_session_bundle_holds_every_file_of_the_contract(tiny_bundle):
     names = {p.name for p in tiny_bundle.iterdir()}
-    assert set(REQUIRED_FILES) | {"loss.png"} == names
+    assert set(REQUIRED_FILES) | {"loss.png", MANIFEST_FILE} == names
     assert (tiny_bundle / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metadata = json.loads((tiny_bundle / "metadata.json").read_text())
     assert metadata["format_version"] == FORMAT_VERSION and metadata["version"] == tiny_bundle.name

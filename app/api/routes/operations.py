@@ -43,8 +43,12 @@ async def loss_plot(bundle: BundleDep) -> Response:
     return Response(image, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/healthz", response_model=Status, summary="Liveness")
-async def healthz() -> Status:
+@router.get("/healthz", response_model=Status, responses=UNAVAILABLE, summary="Liveness")
+async def healthz(service: ServiceDep, response: Response) -> Status:
+    """200 while the process can serve; 503 once it cannot recover by itself (a model worker stopped)."""
+    if service.problem:
+        response.status_code = 503
+        return Status(status=service.problem)
     return Status(status="ok")
 
 
@@ -57,6 +61,12 @@ async def readyz(service: ServiceDep, response: Response) -> Status:
     must not pull every replica because of it).
     """
     database = "ok" if service.feedback.available else "unavailable"
+    if service.problem:
+        response.status_code = 503
+        return Status(status=service.problem, database=database)
+    if service.draining:
+        response.status_code = 503
+        return Status(status="draining", database=database)
     if service.bundle is None:
         response.status_code = 503
         return Status(status="loading", database=database)
@@ -75,6 +85,9 @@ async def metrics(service: ServiceDep) -> Response:
     summary="Load the bundle `current` points to now",
 )
 async def reload(service: ServiceDep) -> dict[str, Any]:
-    """Swaps in a new bundle without dropping requests; needs `Authorization: Bearer ADMIN_TOKEN`."""
-    outcome = await service.reload()
+    """Swaps in a new bundle without dropping requests; needs `Authorization: Bearer ADMIN_TOKEN`.
+
+    Tries again a bundle that was refused, even unchanged; the reason of a refusal is in the log.
+    """
+    outcome = await service.reload(force=True)
     return {"outcome": outcome, "model_version": service.bundle and service.bundle.version}

@@ -1,16 +1,70 @@
-"""`POST /predict`: predicted stars for user-movie pairs."""
+"""`POST /predict`: predicted stars for user-movie pairs.
+
+A request of 10,000 pairs is about 350 kB of JSON: parsed, looked up and answered on the event
+loop it would hold it for tens of milliseconds, and a few dozen of them would stall every other
+request. So a large request's CPU work (parsing and validating the body, looking the ids up,
+building the answer) runs on the service's worker threads (`Service.off_loop`: one to read
+requests in, one to answer them), one request at a time each; a small one (the usual case)
+stays inline, where a thread hop would cost more than the work.
+The route declares `PredictBody` and `Predictions` as usual, so the OpenAPI page is unchanged.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
+from typing import Any
+
 import numpy as np
-from fastapi import APIRouter, Request
+import pydantic_core
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
 from app.api.deps import BundleDep, ServiceDep
 from app.api.responses import UNAVAILABLE
-from app.schemas import Pair, PredictBody, Prediction, Predictions
+from app.schemas import Pair, PredictBody, Predictions
+from app.served import ServedBundle
 
-router = APIRouter(tags=["recommendations"])
+LARGE_BODY_BYTES = 32_768  # about 1,000 pairs: parsed inline below, on the parse thread above
+LARGE_PAIRS = 1_000
+
+
+class InvalidBody(HTTPException):
+    """A body that is not a `PredictBody`: 422 with pydantic's errors, as `RequestValidationError`.
+
+    An `HTTPException`, because FastAPI turns anything else raised while reading a body into 400.
+    """
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(422, "invalid body")
+        self.errors = errors
+
+
+class PredictBodyRequest(Request):
+    """FastAPI takes a JSON body from `Request.json()`: here that is the validated `PredictBody`,
+    parsed on the parse thread when large, which FastAPI then accepts as it is."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            work = partial(parse_predict_body, body)
+            self._json = await self.app.state.service.off_loop(work, heavy=len(body) > LARGE_BODY_BYTES)
+        return self._json
+
+
+class PredictRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_off_loop(request: Request) -> Response:
+            return await handle(PredictBodyRequest(request.scope, request.receive))
+
+        return handle_off_loop
+
+
+router = APIRouter(tags=["recommendations"], route_class=PredictRoute)
 
 
 @router.post(
@@ -19,7 +73,7 @@ router = APIRouter(tags=["recommendations"])
     responses=UNAVAILABLE,
     summary="Predicted ratings for user-movie pairs",
 )
-async def predict(body: PredictBody, request: Request, service: ServiceDep, bundle: BundleDep) -> Predictions:
+async def predict(body: PredictBody, request: Request, service: ServiceDep, bundle: BundleDep) -> Response:
     """Predicted stars for each pair, in request order; an unknown id gives null and an error."""
     cap = service.settings.predict_max_pairs
     if len(body.pairs) > cap:
@@ -33,30 +87,57 @@ async def predict(body: PredictBody, request: Request, service: ServiceDep, bund
                 }
             ]
         )
-    rows = [(bundle.user_rows.get(p.user_id), bundle.movie_rows.get(p.movie_id)) for p in body.pairs]
-    known = [i for i, (u, m) in enumerate(rows) if u is not None and m is not None]
+    heavy = len(body.pairs) > LARGE_PAIRS
+    rows, known = await service.off_loop(partial(look_up, bundle, body.pairs), heavy=heavy)
     stars: np.ndarray = np.zeros(0)
     if known:
         batched = await service.predict(bundle, np.array([rows[i] for i in known], dtype=np.int32))
         request.state.batch_size = batched.batch_size
         stars = batched.value
+    answer = partial(answer_json, bundle.version, body.pairs, rows, known, stars)
+    return Response(await service.off_loop(answer, heavy, "answer"), media_type="application/json")
+
+
+def parse_predict_body(body: bytes) -> PredictBody:
+    try:
+        return PredictBody.model_validate_json(body)
+    except ValidationError as error:
+        raise InvalidBody(
+            [{"type": e["type"], "loc": ("body", *e["loc"]), "msg": e["msg"]} for e in error.errors()]
+        ) from None
+
+
+Rows = list[tuple[int | None, int | None]]
+
+
+def look_up(bundle: ServedBundle, pairs: Sequence[Pair]) -> tuple[Rows, list[int]]:
+    """Each pair's (user row, movie row), None where unknown, and the positions of known pairs."""
+    users, movies = bundle.user_rows, bundle.movie_rows
+    rows = [(users.get(p.user_id), movies.get(p.movie_id)) for p in pairs]
+    return rows, [i for i, (u, m) in enumerate(rows) if u is not None and m is not None]
+
+
+def answer_json(
+    version: str, pairs: Sequence[Pair], rows: Rows, known: list[int], stars: np.ndarray
+) -> bytes:
+    """The `Predictions` answer as JSON, built from plain dicts (pydantic models per pair would
+    cost more than the model call)."""
     by_position = dict(zip(known, stars.tolist(), strict=True))
-    return Predictions(
-        model_version=bundle.version,
-        predictions=[_prediction(pair, by_position.get(i), rows[i]) for i, pair in enumerate(body.pairs)],
-    )
-
-
-def _prediction(pair: Pair, stars: float | None, rows: tuple[int | None, int | None]) -> Prediction:
-    if stars is not None:
-        return Prediction(
-            user_id=pair.user_id, movie_id=pair.movie_id, predicted_rating=round(stars, 4), error=None
-        )
-    unknown = [
-        f"unknown {name} {value}"
-        for name, value, row in (("user_id", pair.user_id, rows[0]), ("movie_id", pair.movie_id, rows[1]))
-        if row is None
-    ]
-    return Prediction(
-        user_id=pair.user_id, movie_id=pair.movie_id, predicted_rating=None, error="; ".join(unknown)
-    )
+    predictions = []
+    for i, pair in enumerate(pairs):
+        value = by_position.get(i)
+        item: dict[str, Any] = {"user_id": pair.user_id, "movie_id": pair.movie_id}
+        if value is not None:
+            item.update(predicted_rating=round(value, 4), error=None)
+        else:
+            unknown = [
+                f"unknown {name} {identifier}"
+                for name, identifier, row in (
+                    ("user_id", pair.user_id, rows[i][0]),
+                    ("movie_id", pair.movie_id, rows[i][1]),
+                )
+                if row is None
+            ]
+            item.update(predicted_rating=None, error="; ".join(unknown))
+        predictions.append(item)
+    return pydantic_core.to_json({"model_version": version, "predictions": predictions})
