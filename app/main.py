@@ -17,6 +17,7 @@ from app.api.routes.operations import admin_router
 from app.api.routes.ratings import write_router
 from app.body_limit import BodySizeLimit
 from app.metrics import create_metrics
+from app.replica import ReplicaHeaders
 from app.served import ServedBundle
 from app.service import Service
 from app.settings import Settings
@@ -66,5 +67,6 @@ def create_app(settings: Settings | None = None, preloaded: ServedBundle | None 
         )
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTelemetry, metrics=metrics)
+    app.add_middleware(ReplicaHeaders, replica=settings.replica_name)
     errors.install(app)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -83,6 +84,12 @@ class Settings(DatabaseSettings):
         default_factory=list, description="origins allowed by CORS; none (no CORS headers) by default"
     )
     shutdown_grace_s: float = Field(10.0, ge=0, description="time in-flight requests get on SIGTERM")
+    replica_name: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="this process's name in /model and the x-replica header (default: the host name, "
+        "which is the pod's or container's)",
+    )
 
     @field_validator("admin_token", "api_token")
     @classmethod
