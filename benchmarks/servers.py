@@ -9,8 +9,9 @@ its output in a log file: never a pipe, which the server could fill and block on
     server = Server(model_dir, ready_within=None)  # a start that should fail: do not wait
     assert server.wait(120) == 2 and "python -m training" in server.log()
 
-`Server(model_dir, env=None, *, module="app", args=(), root=REPO, log_dir=None, ready_within=120)`
-returns once the server is ready (`ready_within` seconds at most; None: at once). `root` is the
+`Server(model_dir, env=None, *, module="app", args=(), root=REPO, log_dir=None, ready_within=120,
+port=None)` returns once the server is ready (`ready_within` seconds at most; None: at once), on
+`port` if given (a replica restarted where a proxy expects it), else a free one. `root` is the
 checkout whose `module` runs (before/after comparisons); the log goes to `log_dir` (default: a new
 temporary folder) and stays. Then `url`, `port`, `pid`, `process` (the Popen), `ready_seconds`
 (process start to the first 200 from /readyz), `wait_ready(timeout)` (RuntimeError with the log's
@@ -60,8 +61,9 @@ class Server(contextlib.AbstractContextManager):
         root: Path = REPO,
         log_dir: Path | None = None,
         ready_within: float | None = 120.0,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url, self.ready_seconds = f"http://{HOST}:{self.port}", None
         name = "-".join([module.rpartition(".")[2], *args, str(self.port)])
         self.log_path = (log_dir or Path(tempfile.mkdtemp(prefix="server-"))) / f"{name}.log"
