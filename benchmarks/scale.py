@@ -67,8 +67,11 @@ def train(data: Path, model_dir: Path, flags: list[str]) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"training failed ({done.returncode}):\n{done.stderr[-3000:]}")
     peak = int(re.search(r"PEAK_RSS_KB (\d+)", done.stderr).group(1))
-    metadata = json.loads((current_bundle_path(model_dir) / METADATA_FILE).read_text())
+    bundle = current_bundle_path(model_dir)
+    metadata = json.loads((bundle / METADATA_FILE).read_text())
+    files = {path.name: round(path.stat().st_size / 2**20, 1) for path in bundle.iterdir() if path.is_file()}
     return {
+        "bundle_mb": files,
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(peak / 1024),
         "timing": metadata["timing"],

@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from app.bundle_store import current_bundle_path
@@ -23,6 +24,16 @@ from benchmarks import save
 from benchmarks.fleet import process_cpu_seconds
 from benchmarks.servers import Server
 from benchmarks.wrk import run_wrk, write_load_files
+from tests.support.postgres import PostgresCluster, find_binaries
+
+
+def database_cpu_seconds(cluster: PostgresCluster) -> float:
+    """CPU time of PostgreSQL: its live processes', and its exited backends' (counted in the
+    postmaster's children's times once reaped)."""
+    postmaster, *backends = cluster.processes()
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rpartition(")")[2].split()
+    reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return reaped + process_cpu_seconds(postmaster) + sum(map(process_cpu_seconds, backends))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--connections", type=lambda t: [int(c) for c in t.split(",")], default=[8, 32])
     args = parser.parse_args(argv)
-    from tests.support.postgres import PostgresCluster, find_binaries
 
     binaries = find_binaries()
     if binaries is None:
@@ -49,13 +59,11 @@ def main(argv: list[str] | None = None) -> int:
                 with Server(args.model_dir, {"RELOAD_INTERVAL_S": "0", **env}, log_dir=work) as server:
                     run_wrk(server.url, "ratings", files["ratings"], 4, 2)  # warm-up: schema, pools
                     for connections in args.connections:
-                        database = cluster.processes() if engine == "postgresql" else []
-                        before = server.cpu_seconds(), sum(map(process_cpu_seconds, database))
+                        database = partial(database_cpu_seconds, cluster) if engine == "postgresql" else float
+                        before = server.cpu_seconds(), database()
                         run = run_wrk(server.url, "ratings", files["ratings"], connections, args.duration)
                         server_cpu = 100 * (server.cpu_seconds() - before[0]) / run.seconds
-                        database_cpu = (
-                            100 * (sum(map(process_cpu_seconds, database)) - before[1]) / run.seconds
-                        )
+                        database_cpu = 100 * (database() - before[1]) / run.seconds
                         row = {"engine": engine, **asdict(run), "server_cpu_percent": round(server_cpu, 1)}
                         rows.append(row | {"database_cpu_percent": round(database_cpu, 1)})
                         print(
