@@ -31,7 +31,7 @@ HELP = {
     "verbose": "Keras progress output: auto, 0 (silent), 1 (bars) or 2 (a line per epoch)",
     "devices": "train the rating members under tf.distribute.MirroredStrategy over this many logical "
     "CPU devices (each batch split between them, gradients summed); 1: no strategy. The code path "
-    "that MultiWorkerMirroredStrategy takes across machines (README, Training at scale)",
+    "of GPUs and of several machines (README, Training beyond one machine)",
 }
 
 

@@ -40,8 +40,8 @@ def distribution(devices: int) -> Any:
     """A `tf.distribute.MirroredStrategy` over `devices` logical CPU devices, or None for 1.
 
     The one CPU is split into logical devices, which TensorFlow allows only before it first runs
-    anything: `training.run` calls this first. On machines with GPUs, MirroredStrategy() over them,
-    and across machines MultiWorkerMirroredStrategy (configured by TF_CONFIG), take the same path.
+    anything: `training.run` calls this first. On a machine with GPUs, MirroredStrategy() over them
+    takes the same path; across machines, see the README ("Training beyond one machine").
     """
     if devices == 1:
         return None
