@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
-from app import logs
+from app import logs, web
 from app.api import errors
 from app.api.auth import require_bearer
 from app.api.routes import api_router
@@ -29,6 +29,9 @@ Movie recommendations from a matrix-factorisation model trained on MovieLens rat
 * `GET /users/{user_id}/recommendations?k=10`: the best movies a user has not rated.
 * `POST /predict`: predicted stars for user-movie pairs.
 * `PUT`, `POST`, `DELETE /users/{user_id}/ratings...`: store ratings; the next model learns from them.
+* `GET /movies?query=...`: find movies by title.
+
+The page at `/` is built on these routes alone: find movies, rate them, see recommendations change.
 
 Ratings are on MovieLens's scale of 0.5 to 5 stars. Errors are JSON with a `detail`.
 """
@@ -54,6 +57,7 @@ def create_app(settings: Settings | None = None, preloaded: ServedBundle | None 
         title="Movie recommender", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
     )
     app.include_router(api_router)
+    app.include_router(web.router)
     writes = [] if settings.api_token is None else [require_bearer(settings.api_token, "API_TOKEN")]
     app.include_router(write_router, dependencies=writes)
     if settings.admin_token is not None:

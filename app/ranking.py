@@ -9,17 +9,18 @@ def top_k_unseen(scores: np.ndarray, seen: list[np.ndarray], k: int) -> np.ndarr
     """The k best columns of each row of `scores`, best first, skipping the columns in `seen[i]`.
 
     A partial sort (`argpartition`) finds the k best in linear time; only those k are sorted.
-    Rows with fewer than k unseen columns are padded with -1.
+    Rows with fewer than k unseen columns are padded with -1. The work is on one negated copy,
+    in the scores' own precision (the model's float32 stays float32).
     """
-    scores = np.array(scores, dtype=np.float64, copy=True)
+    cost = np.negative(scores)
     for row, columns in enumerate(seen):
-        scores[row, columns] = -np.inf
-    k_eff = min(k, scores.shape[1])
-    best = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-    best_scores = np.take_along_axis(scores, best, axis=1)
-    order = np.argsort(-best_scores, axis=1, kind="stable")
+        cost[row, columns] = np.inf
+    k_eff = min(k, cost.shape[1])
+    best = np.argpartition(cost, k_eff - 1, axis=1)[:, :k_eff]
+    best_cost = np.take_along_axis(cost, best, axis=1)
+    order = np.argsort(best_cost, axis=1, kind="stable")
     best = np.take_along_axis(best, order, axis=1)
-    best[~np.isfinite(np.take_along_axis(best_scores, order, axis=1))] = -1
+    best[~np.isfinite(np.take_along_axis(best_cost, order, axis=1))] = -1
     return best
 
 

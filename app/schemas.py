@@ -213,6 +213,16 @@ class Movie(BaseModel):
     mean_rating: float | None = Field(description="Mean of those ratings in stars", examples=[4.43])
 
 
+class MovieSearch(BaseModel):
+    query: str | None = Field(
+        description="The query as received; null when none was given", examples=["amelie"]
+    )
+    movies: list[Movie] = Field(
+        description="Movies whose titles hold every word of the query, most-rated first (without a "
+        "query: the most-rated movies)"
+    )
+
+
 class Status(BaseModel):
     status: str = Field(description="'ok', 'ready' or what the server is waiting for", examples=["ok"])
     model_version: str | None = Field(

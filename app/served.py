@@ -1,4 +1,5 @@
-"""A loaded bundle made ready to serve: id lookups, per-movie statistics, its scorer, and fold-in.
+"""A loaded bundle made ready to serve: id lookups, per-movie statistics, title search, its scorer,
+and fold-in.
 
 `ServedBundle` is immutable once built. A live swap builds a new one beside the old and replaces
 one reference, so a request that started on the old bundle finishes on it.
@@ -18,6 +19,7 @@ from app.bundle import Bundle, load_bundle
 from app.fold_in import fit_rating_vector
 from app.ranking import popularity
 from app.scoring import Scorer, UserVectors
+from app.titles import TitleIndex
 
 LIKED_STARS = 4.0  # a rating at or above this is a movie the user liked (explanations)
 
@@ -75,6 +77,7 @@ class ServedBundle:
         with np.errstate(invalid="ignore", divide="ignore"):
             self.mean_ratings = np.where(self.rating_counts > 0, sums / self.rating_counts, np.nan)
         self.popular_rows = np.argsort(-self.rating_counts, kind="stable")
+        self.titles = TitleIndex(self.catalogue.titles, self.popular_rows)  # title search, most-rated first
         tables = self.scorer.tables
         # The frozen movie side, as numpy, for fold-in and explanations.
         self._member_movies = [

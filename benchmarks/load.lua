@@ -2,8 +2,8 @@
 --   wrk ... -s load.lua URL -- recommendations USERS_FILE   GET /users/{id}/recommendations?k=10,
 --                                                           id drawn from the file (a known id a line)
 --   wrk ... -s load.lua URL -- predict BODIES_FILE          POST /predict, a body drawn from the file
---   wrk ... -s load.lua URL -- ratings WRITES_FILE          PUT /users/{id}/ratings/{movie} {"rating": r},
---                                                           a line `id movie r` drawn from the file
+--   wrk ... -s load.lua URL -- ratings WRITES_FILE          PUT /users/{id}/ratings/{movie} {"rating": s},
+--                                                           from lines `user movie stars`
 -- At the end it prints one line `WRK_JSON {...}`: exact latency percentiles (microseconds), the
 -- request count and wrk's errors (socket errors, and `status`: responses with a status of 400 or more).
 
@@ -20,9 +20,9 @@ function init(args)
     if args[1] == "recommendations" then
       prepared[#prepared + 1] = wrk.format("GET", "/users/" .. line .. "/recommendations?k=10")
     elseif args[1] == "ratings" then
-      local user, movie, rating = line:match("(%d+) (%d+) ([%d.]+)")
+      local user, movie, stars = line:match("(%d+) (%d+) ([%d.]+)")
       prepared[#prepared + 1] = wrk.format("PUT", "/users/" .. user .. "/ratings/" .. movie,
-        { ["Content-Type"] = "application/json" }, '{"rating": ' .. rating .. '}')
+        { ["Content-Type"] = "application/json" }, '{"rating": ' .. stars .. '}')
     else
       prepared[#prepared + 1] = wrk.format("POST", "/predict", { ["Content-Type"] = "application/json" }, line)
     end

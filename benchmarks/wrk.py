@@ -62,8 +62,7 @@ class WrkRun:
 
 def write_load_files(bundle: Path, folder: Path, pairs: int = 100, bodies: int = 1000) -> dict[str, Path]:
     """load.lua's input per endpoint: the bundle's known user ids, one a line; /predict bodies of
-    `pairs` random known (user, movie) pairs, one a line; and, for `ratings` (not in ENDPOINTS:
-    writes), 100,000 `user movie stars` lines of random known movies for new users."""
+    `pairs` random known (user, movie) pairs, one a line."""
     encoders = json.loads((bundle / ENCODERS_FILE).read_text())
     users, movies, rng = encoders["users"], encoders["movies"], np.random.default_rng(42)
     (folder / "users.txt").write_text("".join(f"{user}\n" for user in users))
@@ -72,14 +71,7 @@ def write_load_files(bundle: Path, folder: Path, pairs: int = 100, bodies: int =
             chosen = zip(rng.choice(users, pairs), rng.choice(movies, pairs), strict=True)
             body = {"pairs": [{"user_id": int(u), "movie_id": int(m)} for u, m in chosen]}
             out.write(json.dumps(body, separators=(",", ":")) + "\n")
-    writes = zip(rng.integers(10**7, 10**7 + 10**4, 10**5), rng.choice(movies, 10**5), strict=True)
-    lines = (f"{user} {movie} {rng.integers(1, 11) / 2}\n" for user, movie in writes)
-    (folder / "writes.txt").write_text("".join(lines))
-    return {
-        "recommendations": folder / "users.txt",
-        "predict": folder / "bodies.txt",
-        "ratings": folder / "writes.txt",
-    }
+    return {"recommendations": folder / "users.txt", "predict": folder / "bodies.txt"}
 
 
 def run_wrk(url: str, endpoint: str, data: Path, connections: int, duration: float, timeout=5.0) -> WrkRun:

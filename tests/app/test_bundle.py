@@ -13,9 +13,20 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.bundle import FORMAT_VERSION, REQUIRED_FILES, BundleError, Encoders, load_bundle
+from app.bundle import (
+    FORMAT_VERSION,
+    REQUIRED_FILES,
+    BundleError,
+    Catalogue,
+    Encoders,
+    RatingsByUser,
+    load_bundle,
+    write_bundle_files,
+)
 from tests.support.data import ODD_MOVIE_IDS, ODD_USER_IDS
 
 HOW_TO = "python -m training"
@@ -192,3 +203,57 @@ def test_an_intact_copy_loads(bundle_copy, tiny_bundle):
     assert bundle.version == tiny_bundle.name
     assert len(bundle.catalogue.titles) == len(bundle.encoders.movies)
     assert bundle.ratings.indptr[-1] == len(bundle.ratings.movies)
+
+
+# --- round trips, for any content ------------------------------------------------------------
+
+ids = st.lists(st.integers(-(2**53) + 1, 2**53 - 1), min_size=1, max_size=40, unique=True)
+
+
+@given(users=ids, movies=ids, low=st.floats(-10, 10), span=st.floats(0.01, 100))
+@settings(max_examples=100, deadline=None)
+def test_encoders_round_trip_through_json_and_scores_through_stars(users, movies, low, span):
+    encoders = Encoders(users=users, movies=movies, rating_min=low, rating_max=low + span)
+    assert Encoders.model_validate_json(encoders.model_dump_json()) == encoders
+    scores = np.linspace(0, 1, 11)
+    np.testing.assert_allclose(encoders.to_scores(encoders.to_stars(scores)), scores, atol=1e-9)
+
+
+@st.composite
+def bundle_contents(draw, n_users: int, n_movies: int):
+    """A catalogue and every user's ratings, of the tiny model's size but of any content."""
+    text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+    titles = draw(st.lists(text, min_size=n_movies, max_size=n_movies))
+    genres = draw(st.lists(st.lists(text, max_size=3), min_size=n_movies, max_size=n_movies))
+    counts = draw(st.lists(st.integers(0, 5), min_size=n_users, max_size=n_users))
+    movies = [
+        draw(st.lists(st.integers(0, n_movies - 1), min_size=c, max_size=c, unique=True)) for c in counts
+    ]
+    stars = draw(st.lists(st.sampled_from(np.arange(1, 11) / 2), min_size=sum(counts), max_size=sum(counts)))
+    users = np.repeat(np.arange(n_users), counts)
+    ratings = RatingsByUser.from_pairs(
+        users, np.array([m for ms in movies for m in ms], int), np.array(stars), n_users
+    )
+    return Catalogue(titles=titles, genres=genres), ratings
+
+
+@pytest.fixture(scope="module")
+def tiny_parts(tiny_loaded):
+    return tiny_loaded, len(tiny_loaded.encoders.users), len(tiny_loaded.encoders.movies)
+
+
+@given(data=st.data())
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_what_the_writer_writes_the_reader_reads_back(tiny_parts, tmp_path_factory, data):
+    loaded, n_users, n_movies = tiny_parts
+    catalogue, ratings = data.draw(bundle_contents(n_users, n_movies))
+    folder = tmp_path_factory.mktemp("round-trip")
+    metadata = loaded.metadata.model_copy(update={"version": folder.name})
+    parts = {"model": loaded.model, "encoders": loaded.encoders, "metadata": metadata, "catalogue": catalogue}
+    write_bundle_files(folder, **parts, ratings=ratings)
+    again = load_bundle(folder)
+    assert (again.encoders, again.catalogue, again.metadata) == (loaded.encoders, catalogue, metadata)
+    for name in ("indptr", "movies", "ratings"):
+        np.testing.assert_array_equal(getattr(again.ratings, name), getattr(ratings, name))
+    for user in range(n_users):
+        assert again.ratings.of(user)[0].tolist() == ratings.of(user)[0].tolist()

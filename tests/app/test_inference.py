@@ -40,3 +40,39 @@ async def test_concurrent_requests_through_the_app_are_batched_and_correct(tiny_
         np.testing.assert_allclose([r["predicted_rating"] for r in body["recommendations"]], stars, atol=1e-3)
     assert requests_scored == len(users)
     assert model_calls < len(users)
+
+
+async def test_merged_predict_requests_each_get_their_own_pairs_back(tiny_model_dir: Path):
+    """Different bodies merged into one model call come back to their own senders, in order."""
+    settings = Settings(model_dir=tiny_model_dir, batch_window_ms=50, reload_interval_s=0)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        bundle = app.state.service.bundle.bundle
+        rng = np.random.default_rng(5)
+        bodies = [
+            [
+                (bundle.encoders.users[u], bundle.encoders.movies[m])
+                for u, m in zip(rng.integers(0, 60, n), rng.integers(0, 200, n), strict=True)
+            ]
+            for n in (1, 3, 7, 2, 5, 4)
+        ]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post("/predict", json={"pairs": [{"user_id": u, "movie_id": m} for u, m in body]})
+                    for body in bodies
+                )
+            )
+        calls = app.state.service.metrics.registry.get_sample_value(
+            "model_batch_size_count", {"kind": "predict"}
+        )
+    assert calls < len(bodies), "the requests were merged"
+    for body, response in zip(bodies, responses, strict=True):
+        rows = np.array(
+            [[bundle.encoders.users.index(u), bundle.encoders.movies.index(m)] for u, m in body], np.int32
+        )
+        expected = bundle.encoders.to_stars(bundle.model.predict(rows, verbose=0)["rating"].reshape(-1))
+        got = response.json()["predictions"]
+        assert [(p["user_id"], p["movie_id"]) for p in got] == body
+        np.testing.assert_allclose([p["predicted_rating"] for p in got], expected, atol=1e-3)

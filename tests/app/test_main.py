@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.support import REPO
 from tests.support.api import assert_clean_4xx
 
 
@@ -37,3 +40,24 @@ def test_no_cors_headers_unless_configured(client, tiny_model_dir):
         assert (
             allowed.get("/healthz", headers=origin).headers["access-control-allow-origin"] == origin["origin"]
         )
+
+
+def test_the_server_never_imports_training(tiny_model_dir):
+    """`app` must start and answer without `training` loaded (Keras itself imports pandas and
+    matplotlib when they are installed, so those are no sign)."""
+    script = f"""
+import sys
+from fastapi.testclient import TestClient
+from app.main import create_app
+from app.settings import Settings
+import app.__main__
+with TestClient(create_app(Settings(model_dir={str(tiny_model_dir)!r}, reload_interval_s=0))) as client:
+    assert client.get("/users/7/recommendations").status_code == 200
+    assert client.post("/predict", json={{"pairs": [{{"user_id": 7, "movie_id": 1}}]}}).status_code == 200
+loaded = sorted(name for name in sys.modules if name.split(".")[0] == "training")
+assert not loaded, loaded
+"""
+    finished = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from app.ranking import top_k_unseen
 
@@ -35,3 +38,33 @@ def test_top_k_unseen_agrees_with_a_full_sort_and_caps_k():
         assert top[row].tolist() == np.argsort(-masked)[:10].tolist()
         assert not set(top[row].tolist()) & set(seen[row].tolist())
     assert top_k_unseen(scores[:2], seen[:2], 100).shape == (2, 50)
+
+
+@st.composite
+def scores_and_seen(draw):
+    users, movies = draw(st.integers(1, 6)), draw(st.integers(1, 30))
+    scores = draw(arrays(np.float32, (users, movies), elements=st.floats(-5, 5, width=32, allow_nan=False)))
+    seen = [
+        np.array(sorted(draw(st.sets(st.integers(0, movies - 1), max_size=movies))), dtype=int)
+        for _ in range(users)
+    ]
+    return scores, seen, draw(st.integers(1, 40))
+
+
+@given(scores_and_seen())
+@settings(max_examples=200, deadline=None)
+def test_top_k_is_never_a_rated_movie_and_is_sorted_best_first(case):
+    scores, seen, k = case
+    top = top_k_unseen(scores, seen, k)
+    assert top.shape == (len(scores), min(k, scores.shape[1]))
+    for row, listed in enumerate(top):
+        chosen = listed[listed >= 0]
+        unseen = np.setdiff1d(np.arange(scores.shape[1]), seen[row])
+        assert not set(chosen.tolist()) & set(seen[row].tolist())
+        assert len(chosen) == min(k, len(unseen)) and len(set(chosen.tolist())) == len(chosen)
+        assert np.all(listed[len(chosen) :] == -1), "padding only at the end"
+        values = scores[row, chosen]
+        assert np.all(np.diff(values) <= 0), "best first"
+        if len(chosen) < len(unseen):  # nothing left out beats what was chosen
+            rest = np.setdiff1d(unseen, chosen)
+            assert scores[row, rest].max() <= values.min()

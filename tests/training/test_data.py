@@ -255,3 +255,49 @@ def test_movielens_dir_is_the_default_source_and_the_flag_wins(tmp_path, monkeyp
     monkeypatch.setenv("MOVIELENS_DIR", str(tmp_path / "gone"))
     with pytest.raises(DataError, match="does not exist"):
         resolve_source(None)
+
+
+@pytest.fixture
+def served_file(tmp_path):
+    """A local HTTP server handing out one file; yields (url, its bytes, a request counter)."""
+    import http.server
+    import threading
+
+    payload = b"PK\x05\x06" + bytes(18)  # an empty zip archive
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/ml-latest-small.zip", payload, hits
+    finally:
+        server.shutdown()
+
+
+def test_the_download_is_refused_when_its_checksum_differs_and_kept_once_it_matches(
+    tmp_path, monkeypatch, served_file
+):
+    from training import data
+
+    url, payload, hits = served_file
+    monkeypatch.setattr(data, "MOVIELENS_URL", url)
+    monkeypatch.setattr(data, "MOVIELENS_SHA256", "0" * 64)
+    with pytest.raises(data.DataError, match="could not download"):
+        data.download(tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*.zip")), "a file that fails its checksum is not kept"
+    monkeypatch.setattr(data, "MOVIELENS_SHA256", hashlib.sha256(payload).hexdigest())
+    path = data.download(tmp_path / "cache")
+    assert path.read_bytes() == payload
+    calls = len(hits)
+    assert data.download(tmp_path / "cache") == path and len(hits) == calls, "the cached copy is reused"

@@ -1,14 +1,17 @@
-"""Operations: the served bundle's metadata, liveness, readiness, metrics, and a manual reload."""
+"""Operations: the served bundle's metadata and loss plot, liveness, readiness, metrics, and a
+manual reload."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import BundleDep, ServiceDep
-from app.api.responses import UNAUTHORIZED, UNAVAILABLE
+from app.api.responses import NOT_FOUND, UNAUTHORIZED, UNAVAILABLE
+from app.bundle import LOSS_PLOT_FILE
 from app.schemas import ServedModel, Status
 
 router = APIRouter(tags=["operations"])
@@ -20,6 +23,25 @@ async def model_metadata(bundle: BundleDep, service: ServiceDep) -> ServedModel:
     """Version, data, split, hyperparameters, evaluation figures and training history, and the
     replica that answered."""
     return ServedModel(**bundle.bundle.metadata.model_dump(), replica=service.settings.replica_name)
+
+
+@router.get(
+    "/model/loss.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "A PNG image"},
+        404: {**NOT_FOUND[404], "description": "The served bundle has no loss plot"},
+    },
+    summary="The served bundle's loss curve",
+)
+async def loss_plot(bundle: BundleDep) -> Response:
+    """Training and validation loss per epoch, as plotted by the training run (`loss.png`)."""
+    path = bundle.bundle.path / LOSS_PLOT_FILE
+    try:
+        image = await asyncio.to_thread(path.read_bytes)
+    except OSError:
+        raise HTTPException(404, f"the served model {bundle.version} has no loss plot") from None
+    return Response(image, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/healthz", response_model=Status, summary="Liveness")

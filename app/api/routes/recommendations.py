@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from starlette.responses import Response
 
 from app.api.deps import BundleDep, ServiceDep, UserIdPath, movie_fields
+from app.api.json import json_response
 from app.api.responses import NOT_FOUND, UNAVAILABLE
 from app.feedback import FeedbackUnavailable
 from app.inference import RankBy
-from app.schemas import Because, Recommendation, Recommendations
+from app.schemas import Recommendations
 from app.served import Ranked, ServedBundle
 
 router = APIRouter(tags=["recommendations"])
@@ -39,7 +41,7 @@ async def recommendations(
         Literal["popular"] | None,
         Query(description="'popular' answers an unknown user with the most popular movies instead of 404"),
     ] = None,
-) -> Recommendations:
+) -> Response:
     """The k best movies among those the user has never rated, in the data set or since.
 
     A user the model was not trained on but who stored ratings through this API is scored
@@ -56,22 +58,29 @@ async def recommendations(
         raise FeedbackUnavailable(f"user_id {user_id} is not in the model, and the feedback database is down")
     else:
         raise HTTPException(404, f"unknown user_id {user_id}: no ratings in the data set and none stored")
-    return Recommendations(
-        user_id=user_id, model_version=bundle.version, source=source, recommendations=_listing(bundle, ranked)
+    listing = _listing(bundle, ranked)
+    return json_response(
+        {"user_id": user_id, "model_version": bundle.version, "source": source, "recommendations": listing}
     )
 
 
-def _listing(bundle: ServedBundle, ranked: Ranked) -> list[Recommendation]:
+def _listing(bundle: ServedBundle, ranked: Ranked) -> list[dict[str, Any]]:
+    """The `Recommendation` items of a ranked list, as plain values (see `app.api.json`)."""
     because = ranked.because or [None] * len(ranked.movie_rows)
+    items = zip(
+        ranked.movie_rows.tolist(), ranked.stars.tolist(), ranked.scores.tolist(), because, strict=True
+    )
     return [
-        Recommendation(
-            rank=rank,
-            **movie_fields(bundle, int(row)),
-            predicted_rating=round(float(stars), 4),
-            score=round(float(score), 6),
-            because=None if liked is None else Because(**movie_fields(bundle, liked)),
-        )
-        for rank, (row, stars, score, liked) in enumerate(
-            zip(ranked.movie_rows, ranked.stars, ranked.scores, because, strict=True), start=1
-        )
+        {
+            "rank": rank,
+            **movie_fields(bundle, row),
+            "predicted_rating": round(stars, 4),
+            "score": round(score, 6),
+            "because": None if liked is None else _because(bundle, liked),
+        }
+        for rank, (row, stars, score, liked) in enumerate(items, start=1)
     ]
+
+
+def _because(bundle: ServedBundle, row: int) -> dict[str, Any]:
+    return {"movie_id": bundle.encoders.movies[row], "title": bundle.catalogue.titles[row]}

@@ -43,3 +43,18 @@ def test_admin_reload_exists_only_with_a_token_and_checks_it(two_versions):
 
 def test_without_a_token_admin_reload_is_a_clean_4xx(client):
     assert_clean_4xx(client.post("/admin/reload"))
+
+
+def test_readiness_is_503_until_a_bundle_is_loaded(tiny_model_dir):
+    """Before `Service.start` has installed a bundle, readiness says loading; liveness is fine."""
+    from app.metrics import create_metrics
+    from app.service import Service
+
+    settings = Settings(model_dir=tiny_model_dir, reload_interval_s=0)
+    app = create_app(settings)
+    app.state.service = Service(settings, create_metrics())
+    client = TestClient(app)  # not entered: the lifespan, which loads the bundle, does not run
+    assert client.get("/healthz").status_code == 200
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["status"] == "loading"
+    assert client.get("/users/7/recommendations").status_code == 503

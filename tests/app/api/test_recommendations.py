@@ -88,3 +88,14 @@ HOSTILE = [
 @pytest.mark.parametrize(("method", "path", "body", "headers"), HOSTILE)
 def test_hostile_input_gets_a_clean_4xx(client, method, path, body, headers):
     assert_clean_4xx(client.request(method, path, content=body, headers=headers))
+
+
+@pytest.mark.parametrize("params", [{"k": 7}, {"k": 3, "explain": "true"}, {"k": 4, "rank_by": "rating"}])
+def test_the_answer_is_exactly_the_documented_body(client, tiny_loaded, params):
+    """The route writes its JSON directly: it must still be what the OpenAPI page documents."""
+    from app.schemas import Recommendations
+
+    body = client.get(f"/users/{tiny_loaded.encoders.users[4]}/recommendations", params=params).json()
+    assert Recommendations.model_validate(body).model_dump(mode="json") == body
+    fallback = client.get("/users/987654321/recommendations", params={"k": 2, "fallback": "popular"}).json()
+    assert Recommendations.model_validate(fallback).model_dump(mode="json") == fallback

@@ -1,0 +1,1 @@
+"""Tests of the web page and the routes made for it: title search, the loss plot, the page in a browser."""
