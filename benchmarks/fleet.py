@@ -37,7 +37,15 @@ from typing import Any
 from app.bundle import ENCODERS_FILE
 from app.bundle_store import current_bundle_path, point_current
 from benchmarks import save
-from benchmarks.servers import HOST, REPO, Server, copy_bundle_as, free_port, machine_cpu_seconds
+from benchmarks.servers import (
+    HOST,
+    REPO,
+    Server,
+    copy_bundle_as,
+    free_port,
+    machine_cpu_seconds,
+    process_cpu_seconds,
+)
 from benchmarks.wrk import ERROR_FIELDS, WrkRun, run_wrk, write_load_files
 
 NGINX_CONF = REPO / "deploy" / "nginx" / "nginx.conf"
@@ -131,14 +139,6 @@ def children(parent: int) -> list[int]:
     return found
 
 
-def process_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 # --------------------------------------------------------------------------------------------
 # Writes through the proxy, remembered until they are read back
 
@@ -229,7 +229,6 @@ class Fleet:
         started = [self.start(i, port, ready_within=None) for i, port in enumerate(ports)]
         self.replicas = [self.ready(server) for server in started]
         self.proxy = Nginx(self.addresses(), work)
-        self.phases: list[Phase] = []
 
     def start(self, index: int, port: int, ready_within: float | None = 180.0) -> Server:
         self.starts += 1
@@ -297,7 +296,6 @@ class Fleet:
             round(100 * max(others, 0.0) / elapsed, 1),
             events,
         )
-        self.phases.append(result)
         for run in runs:
             log(
                 f"[{name}] {run.endpoint:15s} {run.requests_per_s:8.1f} req/s  p99 {run.p99_text:>7} ms  "

@@ -129,9 +129,7 @@ class Server(contextlib.AbstractContextManager):
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time of the whole process (all its threads) so far."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return process_cpu_seconds(self.pid, missing_ok=False)
 
     def fetch(self, path: str, body: Any = None, timeout: float = 30.0) -> Any:
         """The decoded JSON answer to GET `path`, or to POST `path` with `body` as JSON."""
@@ -156,6 +154,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return probe.getsockname()[1]
+
+
+def process_cpu_seconds(pid: int, missing_ok: bool = True) -> float:
+    """User plus system CPU time of a process so far (0 for one that has gone, if `missing_ok`)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except FileNotFoundError:
+        if missing_ok:
+            return 0.0
+        raise
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def children_cpu_seconds() -> float:
