@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from app.bundle import Metadata
 from app.feedback.schema import MAX_ID, RATING_MAX, RATING_MIN, RATING_STEP, valid_rating
 
 UserId = Field(description="A MovieLens userId", examples=[1])
@@ -232,4 +233,13 @@ class Status(BaseModel):
         description="Readiness only: the feedback database. 'unavailable' leaves readiness at 200 "
         "(reads and recommendations still work from the bundle) while writes answer 503",
         examples=["ok"],
+    )
+
+
+class ServedModel(Metadata):
+    """`GET /model`: the served bundle's metadata, and which server process answered."""
+
+    replica: str = Field(
+        description="The replica that answered (REPLICA_NAME: by default its host, pod or container name)",
+        examples=["api-7d9f8b6c5-x2l4q"],
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -118,6 +119,12 @@ class Settings(DatabaseSettings):
     )
     timeout_body_s: float = Field(
         30.0, gt=0, description="a request's body must arrive within this of its headers (408)"
+    )
+    replica_name: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="this process's name in /model and the x-replica header (default: the host name, "
+        "which is the pod's or container's)",
     )
 
     @field_validator("admin_token", "api_token")

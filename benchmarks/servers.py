@@ -10,14 +10,15 @@ its output in a log file: never a pipe, which the server could fill and block on
     assert server.wait(120) == 2 and "python -m training" in server.log()
 
 `Server(model_dir, env=None, *, module="app", args=(), root=REPO, log_dir=None, ready_within=120,
-prefix=())` returns once the server is ready (`ready_within` seconds at most; None: at once). `root`
-is the checkout whose `module` runs (before/after comparisons); the log goes to `log_dir` (default:
-a new temporary folder) and stays; `prefix` goes before the command (`setpriv ...`, say). Then
-`url`, `port`, `pid`, `process` (the Popen), `ready_seconds` (process start to the first 200 from
-/readyz), `wait_ready(timeout)` (RuntimeError with the log's tail if the server exits or the
-deadline passes), `wait(timeout)` (exit code), `stop(kill=False)` (SIGTERM, 15 s, then SIGKILL, to
-this process only; also on leaving `with`), `log(last_lines=None)`, `memory_mb()` (peak and current
-RSS), `cpu_seconds()`, `fetch(path, body=None)` (the JSON answer to a GET, or to a POST of `body`).
+prefix=(), port=None)` returns once the server is ready (`ready_within` seconds at most; None: at
+once), on `port` if given (a replica restarted where a proxy expects it), else a free one. `root` is
+the checkout whose `module` runs (before/after comparisons); the log goes to `log_dir` (default: a
+new temporary folder) and stays; `prefix` goes before the command (`setpriv ...`, say). Then `url`,
+`port`, `pid`, `process` (the Popen), `ready_seconds` (process start to the first 200 from /readyz),
+`wait_ready(timeout)` (RuntimeError with the log's tail if the server exits or the deadline passes),
+`wait(timeout)` (exit code), `stop(kill=False)` (SIGTERM, 15 s, then SIGKILL, to this process only;
+also on leaving `with`), `log(last_lines=None)`, `memory_mb()` (peak and current RSS),
+`cpu_seconds()`, `fetch(path, body=None)` (the JSON answer to a GET, or to a POST of `body`).
 Beside it: `free_port()`, and `copy_bundle_as(bundle, model_dir, version)`, which copies a bundle
 under a new version name (its manifest written again), as training would publish it, for live
 swaps (`current` left alone).
@@ -62,8 +63,9 @@ class Server(contextlib.AbstractContextManager):
         log_dir: Path | None = None,
         ready_within: float | None = 120.0,
         prefix: Sequence[str] = (),
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url, self.ready_seconds = f"http://{HOST}:{self.port}", None
         name = "-".join([module.rpartition(".")[2], *args, str(self.port)])
         self.log_path = (log_dir or Path(tempfile.mkdtemp(prefix="server-"))) / f"{name}.log"
@@ -129,9 +131,7 @@ class Server(contextlib.AbstractContextManager):
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time of the whole process (all its threads) so far."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return process_cpu_seconds(self.pid, missing_ok=False)
 
     def fetch(self, path: str, body: Any = None, timeout: float = 30.0) -> Any:
         """The decoded JSON answer to GET `path`, or to POST `path` with `body` as JSON."""
@@ -157,6 +157,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return probe.getsockname()[1]
+
+
+def process_cpu_seconds(pid: int, missing_ok: bool = True) -> float:
+    """User plus system CPU time of a process so far (0 for one that has gone, if `missing_ok`)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except FileNotFoundError:
+        if missing_ok:
+            return 0.0
+        raise
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def children_cpu_seconds() -> float:

@@ -22,7 +22,8 @@ from app.bundle_store import current_bundle_path
 from benchmarks import save
 from benchmarks.servers import REPO, children_cpu_seconds, machine_cpu_seconds
 
-CONFIGURATIONS = {"default": [], "seed": ["--preset", "seed"]}
+# `mirrored`: the default under tf.distribute.MirroredStrategy over 2 logical CPU devices.
+CONFIGURATIONS = {"default": [], "seed": ["--preset", "seed"], "mirrored": ["--devices", "2"]}
 TIMING = ("ratings_per_second", "fit_seconds", "total_seconds")  # metadata.json `timing`, in that order
 COLUMNS = ("configuration", "wall s", "cpu%", "other%", "ratings/s", "fit s", "run s", "val RMSE")
 
@@ -58,7 +59,7 @@ def train(data_dir: Path | None, model_dir: Path, name: str = "default") -> Trai
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser("python -m benchmarks.training_speed", description="Training speed")
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("MOVIELENS_DIR"), help="or a .zip")
-    parser.add_argument("--configurations", type=lambda t: t.split(","), default=list(CONFIGURATIONS))
+    parser.add_argument("--configurations", type=lambda t: t.split(","), default=["default", "seed"])
     args = parser.parse_args(argv)
     if not set(args.configurations) <= set(CONFIGURATIONS):
         parser.error(f"configurations are among {', '.join(CONFIGURATIONS)}")

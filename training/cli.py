@@ -29,6 +29,9 @@ HELP = {
     "evaluation_users": "at most this many users in the top-10 evaluation (sampled with --seed)",
     "keep": "bundle versions to keep in the model folder, the new one included",
     "verbose": "Keras progress output: auto, 0 (silent), 1 (bars) or 2 (a line per epoch)",
+    "devices": "train the rating members under tf.distribute.MirroredStrategy over this many logical "
+    "CPU devices (each batch split between them, gradients summed); 1: no strategy. The code path "
+    "of GPUs and of several machines (README, Training beyond one machine)",
 }
 
 

@@ -25,6 +25,7 @@ class TrainingConfig:
     evaluation_users: int | None = 5000
     keep: int = 3
     verbose: int | str = "auto"
+    devices: int = 1
 
     def __post_init__(self) -> None:
         """Rejects values that would crash mid-run or silently train on nonsense, in one line."""
@@ -45,6 +46,7 @@ class TrainingConfig:
             "evaluation_users": self.evaluation_users is None or self.evaluation_users >= 1,
             "keep": self.keep >= 1,
             "verbose": self.verbose in ("auto", 0, 1, 2),
+            "devices": self.devices >= 1 and self.batch_size % self.devices == 0,
         }
         for name, valid in checks.items():
             if not valid:

@@ -21,7 +21,7 @@ from training.data import MovieLens, load
 from training.dataset import encode, seed_split
 from training.evaluate import evaluate_all, format_table
 from training.feedback import merge_feedback, read_feedback
-from training.fit import fit
+from training.fit import distribution, fit
 from training.metadata import describe_run
 from training.plot import plot_loss
 
@@ -30,11 +30,12 @@ def run(source: Path, model_dir: Path, config: TrainingConfig, feedback_url: str
     """Trains on `source` and the ratings stored in `feedback_url` (if given), evaluates, writes
     and publishes a bundle; returns its folder."""
     started = time.perf_counter()
+    strategy = distribution(config.devices)  # before TensorFlow runs anything
     keras.utils.set_random_seed(config.seed)
     data, feedback = merge_feedback(load(source), read_feedback(feedback_url) if feedback_url else None)
     encoded = encode(data.ratings)
     split = seed_split(len(encoded.stars), config.validation_fraction, config.seed)
-    fitted = fit(encoded, split.train, split.validation, config)
+    fitted = fit(encoded, split.train, split.validation, config, strategy)
     metrics, notes = evaluate_all(encoded, split.train, split.validation, fitted.model, config)
     print("\nValidation figures (stars for rmse/mae; top 10 among unrated movies):")
     print(format_table(metrics), *notes, sep="\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from app.settings import Settings
 from tests.support import REPO
 from tests.support.deployment import (
     APP_CMD,
@@ -34,7 +35,10 @@ from tests.support.deployment import (
 
 @pytest.mark.parametrize(
     "env",
-    [{}, {"MOVIELENS_DIR": "/srv/movielens", "PORT": "9000", "TRAIN_ARGS": "--epochs 1"}],
+    [
+        {},
+        {"MOVIELENS_DIR": "/srv/movielens", "PORT": "9000", "TRAIN_ARGS": "--epochs 1", "API_REPLICAS": "3"},
+    ],
     ids=["defaults", "all-settings"],
 )
 def test_compose_file_matches_the_compose_spec(env: dict[str, str]) -> None:
@@ -135,13 +139,20 @@ def test_api_waits_for_training_and_mounts_the_models_read_only() -> None:
     assert served.source in compose.get("volumes", {}), f"{served.source} is not a named volume"
 
 
-def test_api_publishes_the_container_port_and_restarts() -> None:
-    api = load_compose()["services"]["api"]
+def test_the_api_scales_behind_the_proxy_with_no_host_port() -> None:
+    """`docker compose up --scale api=3`: nothing may tie the api to one container."""
+    api = load_compose({"API_REPLICAS": "3"})["services"]["api"]
     env = effective_env(api)
     assert env.get("HOST") == "0.0.0.0", "the app must listen on every interface in a container"
-    port = env.get("PORT", "8000")
-    published = [str(p).rsplit(":", 1) for p in api.get("ports", [])]
-    assert ["8000", port] in published, f"api ports {api.get('ports')} must map 8000 -> {port}"
-    with_port = load_compose({"PORT": "9000"})["services"]["api"]
-    assert [str(p) for p in with_port["ports"]] == [f"9000:{port}"], "PORT must set the host port"
+    assert "ports" not in api, "a fixed host port would let only one replica start"
+    assert "container_name" not in api and "hostname" not in api, "each replica needs its own name"
+    assert [str(port) for port in api["expose"]] == [env.get("PORT", "8000")]
+    assert api["deploy"]["replicas"] == "3" and load_compose()["services"]["api"]["deploy"]["replicas"] == "1"
+    assert "REPLICA_NAME" not in env, "the default, the host name, is each container's own"
     assert api.get("restart") == "unless-stopped"
+    # Docker sends SIGTERM, waits stop_grace_period, then SIGKILL: the app drains for SHUTDOWN_GRACE_S.
+    grace = float(env.get("SHUTDOWN_GRACE_S", Settings().shutdown_grace_s))
+    assert int(api["stop_grace_period"].removesuffix("s")) > grace, api["stop_grace_period"]
+    for name, service in load_compose()["services"].items():
+        if name != "proxy":
+            assert "ports" not in service, f"only the proxy is published, not {name}"

@@ -11,17 +11,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import BundleDep, ServiceDep
 from app.api.responses import NOT_FOUND, UNAUTHORIZED, UNAVAILABLE
-from app.bundle import LOSS_PLOT_FILE, Metadata
-from app.schemas import Status
+from app.bundle import LOSS_PLOT_FILE
+from app.schemas import ServedModel, Status
 
 router = APIRouter(tags=["operations"])
 admin_router = APIRouter(tags=["operations"])
 
 
-@router.get("/model", response_model=Metadata, summary="The served bundle's metadata")
-async def model_metadata(bundle: BundleDep) -> Metadata:
-    """Version, data, split, hyperparameters, evaluation figures and training history."""
-    return bundle.bundle.metadata
+@router.get("/model", response_model=ServedModel, summary="The served bundle's metadata")
+async def model_metadata(bundle: BundleDep, service: ServiceDep) -> ServedModel:
+    """Version, data, split, hyperparameters, evaluation figures and training history, and the
+    replica that answered."""
+    return ServedModel(**bundle.bundle.metadata.model_dump(), replica=service.settings.replica_name)
 
 
 @router.get(
