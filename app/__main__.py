@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     problem = settings.exposure_problem()
     if problem:
         return cannot_serve(problem)
+    if settings.workers > 1:  # each worker loads its own bundle: this process only supervises
+        from app.server import serve_workers
+        from app.threads import set_pool_variables
+
+        set_pool_variables(settings.compute_threads)
+        return serve_workers(settings)
     limit_compute_threads(settings.compute_threads)
 
     import signal

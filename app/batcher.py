@@ -101,6 +101,11 @@ class MicroBatcher(Generic[Item, Result]):
     def alive(self) -> bool:
         return self._worker is not None and not self._worker.done()
 
+    @property
+    def stopped(self) -> bool:
+        """Started and ended: what only a restart mends (not started yet is not stopped)."""
+        return self._worker is not None and self._worker.done()
+
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
         self._worker.add_done_callback(self._ended)

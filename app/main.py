@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from app.served import ServedBundle
 from app.service import Service
 from app.settings import Settings
 from app.telemetry import RequestTelemetry
+from app.threads import limit_compute_threads
 
 DESCRIPTION = """
 Movie recommendations from a matrix-factorisation model trained on MovieLens ratings.
@@ -35,6 +37,15 @@ The page at `/` is built on these routes alone: find movies, rate them, see reco
 
 Ratings are on MovieLens's scale of 0.5 to 5 stars. Errors are JSON with a `detail`.
 """
+
+
+def create_worker_app() -> FastAPI:
+    """One of `WORKERS` processes, built by uvicorn's supervisor in a fresh interpreter: settings
+    from the environment, its own bundle (loaded by the lifespan), and its process id in its
+    replica name, so that `x-replica` and `GET /model` tell the workers apart."""
+    settings = Settings()
+    limit_compute_threads(settings.compute_threads)
+    return create_app(settings.model_copy(update={"replica_name": f"{settings.replica_name}-{os.getpid()}"}))
 
 
 def create_app(settings: Settings | None = None, preloaded: ServedBundle | None = None) -> FastAPI:

@@ -4,8 +4,10 @@
 protocol (`app.protocol`) with its limits, the JSON log configuration, keep-alive and grace
 timeouts. It is all in the `Config`, which uvicorn's multiprocess supervisor hands to each worker:
 
-    config = make_config(settings, "app.main:create_app", factory=True, workers=2)
+    config = make_config(settings, "app.main:create_worker_app", factory=True, workers=2)
     Multiprocess(config, sockets=[listen(settings)]).run()
+
+(`serve_workers` does that for `WORKERS`.)
 
 `DrainingServer` adds what only the process that owns the signal can do: `/readyz` turns 503 the
 moment SIGTERM arrives, and connections the kernel has already accepted on the listening socket
@@ -25,6 +27,8 @@ import socket
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from app import logs
 from app.protocol import ConnectionLimits, GuardedProtocol
@@ -136,14 +140,37 @@ class DrainingServer(uvicorn.Server):
 def serve(settings: Settings, app: Any) -> int:
     """Serves `app` until SIGTERM or SIGINT; returns the exit status."""
     settings = raise_descriptor_limit(settings)
+    sock = _listening(settings)
+    if sock is None:
+        return 2
+    server = DrainingServer(make_config(settings, app))
+    server.run(sockets=[sock])
+    return 0 if server.started else 2
+
+
+def serve_workers(settings: Settings) -> int:
+    """Serves `WORKERS` processes on one listening socket under uvicorn's supervisor, which restarts
+    a worker that dies and stops everything if one cannot start; returns the exit status."""
+    settings = raise_descriptor_limit(settings)
+    sock = _listening(settings, workers=settings.workers)
+    if sock is None:
+        return 2
+    config = make_config(settings, "app.main:create_worker_app", factory=True, workers=settings.workers)
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        logs.log("cannot serve", logging.ERROR, reason="a worker could not start: its reason is logged above")
+        return 2
+    return 0
+
+
+def _listening(settings: Settings, **details: Any) -> socket.socket | None:
     try:
         sock = listen(settings)
     except OSError as error:
         reason = f"cannot listen on {settings.host}:{settings.port} ({error.strerror or error})"
         logs.log("cannot serve", logging.ERROR, reason=reason)
-        return 2
-    server = DrainingServer(make_config(settings, app))
+        return None
     address = f"http://{settings.host}:{settings.port}"
-    logs.log("listening", address=address, **dataclasses.asdict(connection_limits(settings)))
-    server.run(sockets=[sock])
-    return 0 if server.started else 2
+    logs.log("listening", address=address, **details, **dataclasses.asdict(connection_limits(settings)))
+    return sock

@@ -121,9 +121,9 @@ class Service:
     @property
     def problem(self) -> str | None:
         """Why this process cannot answer requests as it should (a model worker stopped), or None."""
-        if self._recommend.alive and self._predict.alive:
-            return None
-        return "model worker stopped"
+        if self._recommend.stopped or self._predict.stopped:
+            return "model worker stopped"
+        return None
 
     async def start(self, preloaded: ServedBundle | None = None) -> None:
         """Serves `preloaded`, or loads `MODEL_DIR/current`; raises `BundleError` if it cannot."""

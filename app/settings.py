@@ -80,6 +80,12 @@ class Settings(DatabaseSettings):
     request_timeout_s: float = Field(
         5.0, gt=0, description="longest a request may take once received whole; then 503 with Retry-After"
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="server processes on one port, each with its own model, batchers, swaps and metrics",
+    )
     compute_threads: int = Field(
         1, ge=1, description="threads each of TensorFlow's and BLAS's pools may use per model call"
     )

@@ -13,11 +13,16 @@ import os
 POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 
-def limit_compute_threads(threads: int) -> None:
-    """Caps the pools; call before the first model is built (TensorFlow fixes them then)."""
+def set_pool_variables(threads: int) -> None:
+    """Caps the pools through the environment, which worker processes inherit (no TensorFlow import)."""
     for name in POOL_VARIABLES:
         os.environ.setdefault(name, str(threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+
+def limit_compute_threads(threads: int) -> None:
+    """Caps the pools; call before the first model is built (TensorFlow fixes them then)."""
+    set_pool_variables(threads)
     import tensorflow as tf
 
     with contextlib.suppress(RuntimeError):  # already initialised: the pools are fixed by now

@@ -258,6 +258,7 @@ def test_what_the_writer_writes_the_reader_reads_back(tiny_parts, tmp_path_facto
     metadata = loaded.metadata.model_copy(update={"version": folder.name})
     parts = {"model": loaded.model, "encoders": loaded.encoders, "metadata": metadata, "catalogue": catalogue}
     write_bundle_files(folder, **parts, ratings=ratings)
+    write_manifest(folder)
     again = load_bundle(folder)
     assert (again.encoders, again.catalogue, again.metadata) == (loaded.encoders, catalogue, metadata)
     for name in ("indptr", "movies", "ratings"):

@@ -185,10 +185,17 @@ async def test_sigterm_exits_within_the_grace_whatever_a_client_holds(tiny_model
 
 @pytest.mark.anyio
 async def test_the_guards_and_the_drain_hold_in_uvicorn_worker_processes(tiny_model_dir):
-    """Two workers under uvicorn's supervisor (`tests.support.workers`): an idle connection times
-    out, a header over the limit gets 431, the log is JSON, and SIGTERM drains each worker."""
-    settings = {"RELOAD_INTERVAL_S": "0", "TIMEOUT_KEEP_ALIVE_S": "1", "MAX_HEADER_BYTES": "4096"}
-    with Server(tiny_model_dir, settings, module="tests.support.workers") as server:
+    """`WORKERS=2`, uvicorn's supervisor: an idle connection times out, a header over the limit gets
+    431, each worker names itself, the log is JSON, and SIGTERM drains each worker."""
+    settings = {
+        "WORKERS": "2",
+        "RELOAD_INTERVAL_S": "0",
+        "TIMEOUT_KEEP_ALIVE_S": "1",
+        "MAX_HEADER_BYTES": "4096",
+    }
+    with Server(tiny_model_dir, settings) as server:
+        replica = server.fetch("/model")["replica"]
+        assert int(replica.rpartition("-")[2]) in child_pids(server.pid)
         idle, _ = await attacks.send(server.port, b"")
         large, _ = await attacks.send(
             server.port, attacks.request("GET", "/healthz", headers=f"x: {'a' * 8000}\r\n")
@@ -198,12 +205,32 @@ async def test_the_guards_and_the_drain_hold_in_uvicorn_worker_processes(tiny_mo
         ready, writer = await attacks.send(server.port, b"GET /readyz HTTP/1.1\r\nhost: x\r\n")
         await asyncio.sleep(0.1)
         server.process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.5)  # the supervisor looks at signals every 0.5 s, then signals each worker
         writer.write(b"\r\n")
         assert (await attacks.answer(ready))[0] == 503
         assert await asyncio.to_thread(server.wait, 30) == 0
     assert_json_lines(server.log())
     assert server.log().count("Application startup complete") == 2
+
+
+def child_pids(pid: int) -> set[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+def test_a_worker_that_cannot_load_the_bundle_stops_the_start_with_exit_status_2(tmp_path, tiny_model_dir):
+    broken = tmp_path / "models"
+    shutil.copytree(tiny_model_dir.resolve() / "current", broken / "v1", symlinks=False)
+    (broken / "current").symlink_to("v1")
+    (broken / "v1" / "model.keras").write_bytes(b"not a keras archive")
+    server = Server(broken, {"WORKERS": "2"}, ready_within=None)
+    assert server.wait(120) == 2
+    assert "model.keras" in server.log() and "a worker could not start" in server.log()
 
 
 def test_docs_page_renders_offline_in_headless_chromium(tiny_model_dir, tmp_path):

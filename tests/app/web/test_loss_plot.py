@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from app.bundle import LOSS_PLOT_FILE
+from app.bundle import LOSS_PLOT_FILE, write_manifest
 from app.main import create_app
 from app.settings import Settings
 from tests.support.api import assert_clean_4xx
@@ -22,6 +22,7 @@ def test_the_loss_plot_is_the_bundles_png(client, tiny_bundle):
 
 def test_a_bundle_without_a_loss_plot_answers_404_saying_so(model_dir_copy):
     (model_dir_copy / "current" / LOSS_PLOT_FILE).unlink()
+    write_manifest(model_dir_copy / "current")  # a bundle published without one
     settings = Settings(model_dir=model_dir_copy, reload_interval_s=0)
     with TestClient(create_app(settings)) as client:
         response = client.get("/model/loss.png")
