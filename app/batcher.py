@@ -83,7 +83,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._pending: deque[_Waiting[Item, Result]] = deque()
         self._queued_work = 0
         self._arrived = asyncio.Event()
-        self._in_flight: list[_Waiting[Item, Result]] = []  # the round being processed
+        self._in_flight: list[list[_Waiting[Item, Result]]] = []  # batches formed and not yet answered
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -141,26 +141,57 @@ class MicroBatcher(Generic[Item, Result]):
             raise
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Two stages joined by a hand-off of one batch: while the model computes a batch, the next
+        one is collected and prepared, so neither the event loop nor the model thread waits for
+        the other."""
+        ready: asyncio.Queue[tuple[list[_Waiting[Item, Result]], list[Item]]] = asyncio.Queue(maxsize=1)
+        async with asyncio.TaskGroup() as stages:
+            stages.create_task(self._form_batches(ready))
+            stages.create_task(self._compute_batches(ready))
+
+    async def _form_batches(
+        self, ready: asyncio.Queue[tuple[list[_Waiting[Item, Result]], list[Item]]]
+    ) -> None:
         while True:
             batch: list[_Waiting[Item, Result]] = []
-            self._in_flight = batch
+            self._in_flight.append(batch)
             try:
                 await self._collect(batch)
                 items = [waiting.item for waiting in batch]
                 self._on_batch(len(items))
                 if self._prepare is not None:
                     items = await self._prepare(items)
+            except Exception as error:  # one failed round fails its own requests, and only them
+                self._fail(batch, error)
+                self._answered(batch)
+                continue
+            await ready.put((batch, items))
+
+    async def _compute_batches(
+        self, ready: asyncio.Queue[tuple[list[_Waiting[Item, Result]], list[Item]]]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch, items = await ready.get()
+            try:
                 results = await loop.run_in_executor(self._executor, self._process, items)
                 if len(results) != len(batch):
                     raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
                 for waiting, result in zip(batch, results, strict=True):
                     if not waiting.future.done():
                         waiting.future.set_result(Batched(result, len(batch)))
-            except Exception as error:  # one failed round fails its own requests, and only them
-                for waiting in batch:
-                    if not waiting.future.done():
-                        waiting.future.set_exception(error)
+            except Exception as error:
+                self._fail(batch, error)
+            finally:
+                self._answered(batch)
+
+    def _answered(self, batch: list[_Waiting[Item, Result]]) -> None:
+        self._in_flight = [other for other in self._in_flight if other is not batch]
+
+    def _fail(self, batch: list[_Waiting[Item, Result]], error: BaseException) -> None:
+        for waiting in batch:
+            if not waiting.future.done():
+                waiting.future.set_exception(error)
 
     async def _collect(self, batch: list[_Waiting[Item, Result]]) -> None:
         """Waits for a first item, then for the window to pass or the batch to fill; moves the
@@ -199,9 +230,8 @@ class MicroBatcher(Generic[Item, Result]):
         self._on_stop(error)
 
     def _fail_waiting(self, reason: str) -> None:
-        for waiting in self._in_flight:
-            if not waiting.future.done():
-                waiting.future.set_exception(Overloaded(reason))
+        for batch in self._in_flight:
+            self._fail(batch, Overloaded(reason))
         while self._pending:
             waiting = self._pending.popleft()
             self._queued_work -= waiting.cost
