@@ -14,6 +14,7 @@ Each bug is a plain substitution so that it can be read, and reapplied by hand, 
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = ("app", "training", "tests", "benchmarks", "pyproject.toml")
+print = functools.partial(print, flush=True)  # progress shows as it happens, even in a file
 IGNORED = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc")
 
 
@@ -184,6 +186,13 @@ BUGS = [
         "if received > self.max_body_bytes:",
         "if size > self.max_body_bytes:",
         ("tests/app/test_body_limit.py", "tests/app/test_request_limits.py"),
+    ),
+    Bug(
+        "a declared content-length over the limit is not refused up front (the body is read)",
+        "app/request_limits.py",
+        "if declared and int(declared) > self.max_body_bytes:",
+        "if False:",
+        ("tests/app/test_body_limit.py",),
     ),
     Bug(
         "body bytes in flight are never given back",
