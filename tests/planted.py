@@ -136,7 +136,7 @@ BUGS = [
         "app/fold_in.py",
         "gradient = features.T @ (scores - targets) + penalty @ theta",
         "gradient = features.T @ (scores - targets)",
-        ("tests/app/test_served.py",),
+        ("tests/app/test_fold_in.py",),
     ),
     Bug(
         "ranking fold-in weighs every rated movie alike, whatever its stars",

@@ -103,3 +103,12 @@ def test_the_rating_output_does_its_own_job_on_the_same_data(taste):
     assert stars[liked].mean() - stars[~liked].mean() > 1.0
     figures = metadata["metrics"]
     assert figures["model"]["rmse"] < figures["global mean"]["rmse"]
+
+
+def test_a_gram_matrix_that_cannot_be_inverted_is_refused_not_used():
+    """A negative l2 larger than every rating's weight leaves X^T X + l2 I indefinite: its Cholesky
+    factor fails, and weights from a failed factorisation must never be returned."""
+    pairs, stars = random_ratings(20, 8, 0.5, seed=2)
+    x = interactions(pairs, stars, 20, 8, top_stars=5.0)
+    with pytest.raises(ValueError, match="cannot invert"):
+        dense_ease_weights(x, l2=-1000.0)
