@@ -26,6 +26,8 @@ def test_interactions_hold_stars_over_the_top_of_the_scale():
     pairs = np.array([[0, 1], [1, 0], [1, 2]])
     x = interactions(pairs, np.array([5.0, 2.5, 0.5]), 2, 3, top_stars=5.0).toarray()
     assert x.tolist() == [[0.0, 1.0, 0.0], [0.5, 0.0, 0.1]]
+    unrated = interactions(pairs, np.array([5.0, 2.5, 0.5]), 3, 4, top_stars=5.0)
+    assert unrated.shape == (3, 4), "a user or movie with no rating still has its row and column"
 
 
 def test_with_every_eigenvector_kept_the_tables_score_exactly_as_dense_ease():
@@ -71,6 +73,7 @@ def test_the_ranking_tables_are_reproducible_from_the_seed():
     )
     for table in ("users", "movies", "scales"):
         np.testing.assert_array_equal(getattr(first, table), getattr(again, table))
+        assert getattr(first, table).dtype == np.float32, "the precision of the model's embeddings"
 
 
 @pytest.fixture(scope="module")
