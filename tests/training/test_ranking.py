@@ -37,7 +37,9 @@ def test_with_every_eigenvector_kept_the_tables_score_exactly_as_dense_ease():
     pairs, stars = random_ratings(n_users, n_movies, 0.3, seed=1)
     tables = fit_ranking(pairs, stars, n_users, n_movies, top_stars=5.0, l2=l2, rank=n_movies, seed=0)
     x = interactions(pairs, stars, n_users, n_movies, 5.0)
-    dense = np.asarray(x @ dense_ease_weights(x, l2))
+    weights = dense_ease_weights(x, l2)
+    assert not np.diag(weights).any(), "EASE's constraint: no movie recommends itself"
+    dense = np.asarray(x @ weights)
     low_rank = (tables.users @ tables.movies.T) * tables.scales
     unrated = x.toarray() == 0
     np.testing.assert_allclose(low_rank[unrated], dense[unrated], rtol=1e-4, atol=1e-5)
