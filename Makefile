@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MODEL_DIR HOST PORT
 
-.PHONY: run train serve test lint bench clean
+.PHONY: run train serve test lint bench clean planted-bugs mutation
 
 run: train serve
 
@@ -28,6 +28,15 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Each bug of tests/planted.py planted in a copy of the project: CAUGHT or SURVIVED (README, Testing).
+planted-bugs: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.planted
+
+# mutmut over the core modules ([tool.mutmut] in pyproject.toml); results in mutants/ (git-ignored).
+mutation: $(VENV)/.installed-dev
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.load

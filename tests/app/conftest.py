@@ -12,6 +12,7 @@ import pytest
 
 from app.bundle_store import point_current
 from benchmarks.servers import copy_bundle_as
+from tests.support.bundles import shift_ratings
 
 
 @pytest.fixture(scope="package")
@@ -34,8 +35,10 @@ def client(tiny_model_dir: Path):
 
 @pytest.fixture
 def two_versions(tmp_path: Path, tiny_bundle: Path) -> Path:
-    """A model folder serving v1, with a v2 beside it (same weights, another version name)."""
+    """A model folder serving v1, with a v2 beside it: other weights (every movie bias shifted), so
+    an answer computed on the wrong version shows."""
     for version in ("v1", "v2"):
         copy_bundle_as(tiny_bundle, tmp_path, version)
+    shift_ratings(tmp_path / "v2")
     point_current(tmp_path, "v1")
     return tmp_path

@@ -7,8 +7,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from app.batcher import MicroBatcher, Overloaded
+from app.batcher import Batched, MicroBatcher, Overloaded
 
 pytestmark = pytest.mark.anyio
 
@@ -65,11 +67,64 @@ async def test_a_full_queue_refuses_at_once():
     await asyncio.sleep(0.01)  # the worker holds item 1; items 2 and 3 fill the queue
     queued = [asyncio.ensure_future(merged.submit(i)) for i in (2, 3)]
     await asyncio.sleep(0)
-    with pytest.raises(Overloaded):
-        await merged.submit(4)
+    with pytest.raises(Overloaded):  # at once: admitted, it would wait for the release (a hang)
+        await within(1, merged.submit(4))
     release.set()
     assert [(await f).value for f in (first, *queued)] == [1, 2, 3]
     await merged.stop()
+
+
+async def test_items_arriving_within_the_window_share_one_batch():
+    """The window is what merges requests that do not arrive together; 50 ms into 2 s is well inside."""
+    calls: list[list[int]] = []
+
+    def process(items):
+        calls.append(list(items))
+        return list(items)
+
+    merged = batcher(process, window=2.0, max_items=2)
+    merged.start()
+    first = asyncio.ensure_future(merged.submit(1))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(merged.submit(2))
+    assert [(await within(5, f)).value for f in (first, second)] == [1, 2]
+    await merged.stop()
+    assert calls == [[1, 2]], "the second item arrived within the window, so it joins the first"
+
+
+@given(
+    delays=st.lists(st.integers(0, 3), min_size=1, max_size=40),
+    max_items=st.integers(1, 8),
+    window=st.sampled_from([0, 0.001, 0.003]),
+)
+@settings(max_examples=40, deadline=None)
+def test_each_request_gets_exactly_its_own_result_whatever_the_interleaving(delays, max_items, window):
+    """Requests arriving at any moments, in batches of any size: each result is its own item's."""
+
+    async def scenario() -> tuple[list[Batched[tuple[int, int]]], list[list[int]]]:
+        calls: list[list[int]] = []
+
+        def process(items):
+            calls.append(list(items))
+            return [(item, item * item) for item in items]
+
+        merged = batcher(process, window=window, max_items=max_items)
+        merged.start()
+
+        async def ask(item: int) -> Batched[tuple[int, int]]:
+            await asyncio.sleep(delays[item] / 1000)
+            return await merged.submit(item)
+
+        results = await within(10, asyncio.gather(*(ask(i) for i in range(len(delays)))))
+        await merged.stop()
+        return results, calls
+
+    results, calls = asyncio.run(scenario())
+    assert [r.value for r in results] == [(i, i * i) for i in range(len(delays))]
+    assert sorted(i for call in calls for i in call) == list(range(len(delays)))
+    assert all(len(call) <= max_items for call in calls)
+    sizes = {i: len(call) for call in calls for i in call}
+    assert [r.batch_size for r in results] == [sizes[i] for i in range(len(delays))]
 
 
 async def within(seconds: float, awaitable):

@@ -258,13 +258,14 @@ def test_what_the_writer_writes_the_reader_reads_back(tiny_parts, tmp_path_facto
     metadata = loaded.metadata.model_copy(update={"version": folder.name})
     parts = {"model": loaded.model, "encoders": loaded.encoders, "metadata": metadata, "catalogue": catalogue}
     write_bundle_files(folder, **parts, ratings=ratings)
-    write_manifest(folder)
+    write_manifest(folder)  # as publishing does: a format-3 bundle without one is refused
     again = load_bundle(folder)
     assert (again.encoders, again.catalogue, again.metadata) == (loaded.encoders, catalogue, metadata)
     for name in ("indptr", "movies", "ratings"):
         np.testing.assert_array_equal(getattr(again.ratings, name), getattr(ratings, name))
-    for user in range(n_users):
-        assert again.ratings.of(user)[0].tolist() == ratings.of(user)[0].tolist()
+    for user in range(n_users):  # each movie with its own rating, not values and ids apart
+        pairs = zip(*(part.tolist() for part in again.ratings.of(user)), strict=True)
+        assert list(pairs) == list(zip(*(part.tolist() for part in ratings.of(user)), strict=True))
 
 
 # --- encoders bound to the model ---------------------------------------------------------------

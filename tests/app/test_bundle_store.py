@@ -92,6 +92,45 @@ def test_publish_switches_current_and_can_roll_back(tiny_loaded, model_dir_copy)
     assert not [p for p in model_dir_copy.iterdir() if p.name.startswith(f".{CURRENT}")]
 
 
+# Resolves `current` as the server does, as fast as it can, until told to stop; prints the misses.
+READER = """
+import sys
+from pathlib import Path
+from app.bundle import BundleError
+from app.bundle_store import current_bundle_path
+folder, reads, misses = Path(sys.argv[1]), 0, 0
+print("reading", flush=True)
+while not (folder / "stop").exists():
+    reads += 1
+    try:
+        current_bundle_path(folder)
+    except BundleError:
+        misses += 1
+print(reads, misses)
+"""
+
+
+def test_a_reader_never_finds_current_missing_while_it_is_switched(tmp_path):
+    """Switching is one rename over the old link: a reader in another process, resolving
+    `current` meanwhile, always finds a version (an unlink then a new link would leave a gap)."""
+    for version in ("v1", "v2"):
+        (tmp_path / version).mkdir()
+    point_current(tmp_path, "v1")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout is not None and reader.stdout.readline().strip() == "reading"
+        for switch in range(3000):
+            point_current(tmp_path, f"v{switch % 2 + 1}")
+        (tmp_path / "stop").touch()
+        out, _ = reader.communicate(timeout=30)
+    finally:
+        reader.kill()
+    reads, misses = map(int, out.split())
+    assert reads > 0 and misses == 0, f"{misses} of {reads} reads found no current"
+
+
 def test_a_missing_current_is_a_bundle_error_that_says_how_to_make_one(tmp_path):
     with pytest.raises(BundleError, match=HOW_TO):
         current_bundle_path(tmp_path)

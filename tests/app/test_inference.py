@@ -9,7 +9,9 @@ import httpx
 import numpy as np
 import pytest
 
+from app.inference import PredictRequest, RecommendRequest, predict_batch, recommend_batch
 from app.main import create_app
+from app.served import ServedBundle
 from app.settings import Settings
 from tests.support.bundles import expected_top
 
@@ -76,3 +78,22 @@ async def test_merged_predict_requests_each_get_their_own_pairs_back(tiny_model_
         got = response.json()["predictions"]
         assert [(p["user_id"], p["movie_id"]) for p in got] == body
         np.testing.assert_allclose([p["predicted_rating"] for p in got], expected, atol=1e-3)
+
+
+def test_a_batch_spanning_a_live_swap_scores_each_request_on_its_own_bundle(two_versions: Path):
+    """During a swap one merged call holds requests of both versions: each must be scored, and
+    its top-k chosen, on the bundle it started on (v2's weights differ, so a mix-up shows)."""
+    old, new = (ServedBundle.load(two_versions / version) for version in ("v1", "v2"))
+    pairs = np.array([[0, 0], [1, 2], [3, 1]], np.int32)
+    order = [old, new, new, old]
+    predicted = predict_batch([PredictRequest(bundle, pairs) for bundle in order])
+    for bundle, stars in zip(order, predicted, strict=True):
+        expected = bundle.encoders.to_stars(bundle.scorer.score_pairs(pairs).rating.astype(np.float64))
+        np.testing.assert_allclose(stars, expected, rtol=1e-6)
+    assert not np.allclose(predicted[0], predicted[1]), "v1 and v2 should answer differently"
+    user = old.encoders.users[0]
+    ranked = recommend_batch([RecommendRequest(bundle, user, k=5, stored=()) for bundle in order])
+    for bundle, recommended in zip(order, ranked, strict=True):
+        alone = recommend_batch([RecommendRequest(bundle, user, k=5, stored=())])[0]
+        assert recommended.ranked is not None and alone.ranked is not None
+        np.testing.assert_allclose(recommended.ranked.stars, alone.ranked.stars, rtol=1e-6)

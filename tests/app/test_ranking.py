@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from app.ranking import top_k_unseen
+from app.ranking import popularity, top_k_unseen
 
 
 def test_top_k_unseen_masks_rated_movies_and_sorts_best_first():
@@ -68,3 +68,16 @@ def test_top_k_is_never_a_rated_movie_and_is_sorted_best_first(case):
         if len(chosen) < len(unseen):  # nothing left out beats what was chosen
             rest = np.setdiff1d(unseen, chosen)
             assert scores[row, rest].max() <= values.min()
+
+
+def test_popularity_counts_every_movie_of_the_catalogue_unrated_ones_included():
+    """One count per movie row, the unrated last rows too: the array lines up with the catalogue."""
+    counts = popularity(np.array([0, 2, 2, 0, 2]), n_movies=5)
+    assert counts.tolist() == [2, 0, 3, 0, 0]
+
+
+def test_the_single_best_is_each_rows_maximum():
+    """k = 1, the edge of the partial sort: the one movie kept is the row's best."""
+    scores = np.random.default_rng(4).normal(size=(200, 30))
+    top = top_k_unseen(scores, [np.array([], int)] * 200, 1)
+    assert top[:, 0].tolist() == np.argmax(scores, axis=1).tolist()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from app.bundle_store import current_bundle_path
-from app.fold_in import fit_rating_vector
 from app.served import ServedBundle
 from tests.support.data import genre_taste
 from training.dataset import encode, seed_split
@@ -39,17 +38,6 @@ def test_the_ranking_fold_in_of_a_users_training_ratings_is_their_trained_vector
         np.testing.assert_allclose(
             ranking, table[served.user_rows[encoded.encoders.users[row]]], rtol=1e-4, atol=1e-5
         )
-
-
-def test_the_rating_fold_in_recovers_a_planted_user_vector():
-    rng = np.random.default_rng(0)
-    movies, bias = rng.normal(size=(400, 6)), rng.normal(size=400)
-    planted = np.array([0.8, -0.5, 0.3, 0.0, 1.1, -0.7, 0.4])  # six weights, then the user's bias
-    targets = 1 / (1 + np.exp(-(movies @ planted[:6] + planted[6] + bias)))
-    fitted = fit_rating_vector(movies, bias, targets, np.full(7, 1e-6))
-    np.testing.assert_allclose(fitted, planted, atol=1e-3)
-    pulled = fit_rating_vector(movies, bias, targets, np.full(7, 1e4))
-    assert np.abs(pulled).max() < 0.05, "a strong penalty pulls the vector to zero"
 
 
 def test_stored_ratings_replace_the_data_sets_and_unknown_movies_are_left_out(served):

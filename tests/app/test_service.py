@@ -45,6 +45,16 @@ async def test_a_swap_under_load_drops_nothing(two_versions):
     assert [r.status_code for r in responses] == [200] * 300
     versions = [r.json()["model_version"] for r in responses]
     assert set(versions) == {"v1", "v2"}, "the swap should land while requests are in flight"
+    answers: dict[tuple[str, str], set] = {}  # (kind, version) -> the distinct answers given
+    for i, response in enumerate(responses):
+        body = response.json()
+        kind = "predict" if i % 2 else "recommend"
+        rows = body["predictions"] if i % 2 else body["recommendations"]
+        answer = tuple((row["movie_id"], round(row["predicted_rating"], 4)) for row in rows)
+        answers.setdefault((kind, body["model_version"]), set()).add(answer)
+    for kind in ("predict", "recommend"):  # each version answers as itself, and the two differ
+        assert len(answers[kind, "v1"]) == len(answers[kind, "v2"]) == 1, answers
+        assert answers[kind, "v1"] != answers[kind, "v2"]
     assert (
         app.state.service.metrics.registry.get_sample_value("model_events_total", {"event": "swapped"}) == 1
     )

@@ -48,9 +48,9 @@ def test_dockerfile_passes_hadolint() -> None:
         findings = json.loads(result.stdout)
     except json.JSONDecodeError:
         pytest.fail(f"hadolint could not lint the Dockerfile:\n{result.stdout}{result.stderr}")
-    errors = [f for f in findings if f.get("level") == "error"]
-    report = "\n".join(f"  line {f['line']}: {f['code']} {f['message']}" for f in errors)
-    assert not errors, f"hadolint errors:\n{report}"
+    # Nothing at any level, as the README says: a warning (an unpinned package, say) fails too.
+    report = "\n".join(f"  line {f['line']}: {f['level']} {f['code']} {f['message']}" for f in findings)
+    assert not findings, f"hadolint findings:\n{report}"
 
 
 def test_image_runs_the_app_by_default() -> None:

@@ -71,3 +71,18 @@ def reverse_users(folder: Path) -> None:
     encoders = json.loads((folder / "encoders.json").read_text())
     encoders["users"].reverse()
     (folder / "encoders.json").write_text(json.dumps(encoders))
+
+
+def shift_ratings(folder: Path, logit: float = 1.0) -> None:
+    """Rewrites a bundle's model with every movie bias raised by `logit` (and its manifest): other
+    weights, so an answer computed on this bundle differs from one computed on the original."""
+    import keras
+
+    from app.bundle import MODEL_FILE, write_manifest
+
+    model = keras.saving.load_model(folder / MODEL_FILE)
+    for layer in model.layers:
+        if layer.name.endswith("movie_bias"):
+            layer.embeddings.assign(layer.embeddings + logit)
+    model.save(folder / MODEL_FILE)
+    write_manifest(folder)

@@ -26,6 +26,8 @@ def test_interactions_hold_stars_over_the_top_of_the_scale():
     pairs = np.array([[0, 1], [1, 0], [1, 2]])
     x = interactions(pairs, np.array([5.0, 2.5, 0.5]), 2, 3, top_stars=5.0).toarray()
     assert x.tolist() == [[0.0, 1.0, 0.0], [0.5, 0.0, 0.1]]
+    unrated = interactions(pairs, np.array([5.0, 2.5, 0.5]), 3, 4, top_stars=5.0)
+    assert unrated.shape == (3, 4), "a user or movie with no rating still has its row and column"
 
 
 def test_with_every_eigenvector_kept_the_tables_score_exactly_as_dense_ease():
@@ -35,7 +37,9 @@ def test_with_every_eigenvector_kept_the_tables_score_exactly_as_dense_ease():
     pairs, stars = random_ratings(n_users, n_movies, 0.3, seed=1)
     tables = fit_ranking(pairs, stars, n_users, n_movies, top_stars=5.0, l2=l2, rank=n_movies, seed=0)
     x = interactions(pairs, stars, n_users, n_movies, 5.0)
-    dense = np.asarray(x @ dense_ease_weights(x, l2))
+    weights = dense_ease_weights(x, l2)
+    assert not np.diag(weights).any(), "EASE's constraint: no movie recommends itself"
+    dense = np.asarray(x @ weights)
     low_rank = (tables.users @ tables.movies.T) * tables.scales
     unrated = x.toarray() == 0
     np.testing.assert_allclose(low_rank[unrated], dense[unrated], rtol=1e-4, atol=1e-5)
@@ -60,6 +64,18 @@ def test_truncation_keeps_the_largest_eigenvalues_first():
     overlap = np.abs(np.linalg.svd(small.movies.T @ large.movies[:, :4], compute_uv=False))
     norms = np.linalg.norm(small.movies, axis=0) * np.linalg.norm(large.movies[:, :4], axis=0)
     assert overlap.sum() == pytest.approx(norms.sum(), rel=1e-3)
+
+
+def test_the_ranking_tables_are_reproducible_from_the_seed():
+    """The randomized SVD draws from the seeded generator: a retrain gives the same tables, bit for
+    bit (eigenvectors from another draw could differ in sign, and so would every user row)."""
+    pairs, stars = random_ratings(60, 80, 0.2, seed=3)
+    first, again = (
+        fit_ranking(pairs, stars, 60, 80, top_stars=5.0, l2=5.0, rank=4, seed=7) for _ in range(2)
+    )
+    for table in ("users", "movies", "scales"):
+        np.testing.assert_array_equal(getattr(first, table), getattr(again, table))
+        assert getattr(first, table).dtype == np.float32, "the precision of the model's embeddings"
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +119,12 @@ def test_the_rating_output_does_its_own_job_on_the_same_data(taste):
     assert stars[liked].mean() - stars[~liked].mean() > 1.0
     figures = metadata["metrics"]
     assert figures["model"]["rmse"] < figures["global mean"]["rmse"]
+
+
+def test_a_gram_matrix_that_cannot_be_inverted_is_refused_not_used():
+    """A negative l2 larger than every rating's weight leaves X^T X + l2 I indefinite: its Cholesky
+    factor fails, and weights from a failed factorisation must never be returned."""
+    pairs, stars = random_ratings(20, 8, 0.5, seed=2)
+    x = interactions(pairs, stars, 20, 8, top_stars=5.0)
+    with pytest.raises(ValueError, match="cannot invert"):
+        dense_ease_weights(x, l2=-1000.0)
