@@ -12,19 +12,19 @@ users scored through their own rows.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from app.ranking import top_k_unseen
-from app.served import Ranked, ServedBundle, StoredRatings
+from app.served import Ranked, ServedBundle, StoredRatings, UserState
 
 RankBy = Literal["ranking", "rating"]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RecommendRequest:
     bundle: ServedBundle
     user_id: int
@@ -34,7 +34,7 @@ class RecommendRequest:
     stored: StoredRatings | None = None  # the user's stored ratings; None: the store was not reached
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Recommended:
     """A request's list, and where it came from: the user's own row (`model`) or fold-in. No list
     for a user neither the bundle nor the store knows (`unknown`), or whom only the store could
@@ -44,7 +44,7 @@ class Recommended:
     source: Literal["model", "fold-in", "unknown", "unavailable"]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PredictRequest:
     bundle: ServedBundle
     pairs: np.ndarray  # int32 (n, 2) rows of [user_row, movie_row], known ids only
@@ -62,27 +62,49 @@ def recommend_batch(requests: Sequence[RecommendRequest]) -> list[Recommended]:
         if not scorable:
             continue
         states = [users[p] for p in scorable]
-        scores = bundle.scorer.score_users(
-            np.array([s.row for s in states], dtype=np.int32), bundle.vectors_of(states)
-        )
-        k = max(requests[indices[p]].k for p in scorable)
-        seen = [s.seen for s in states]
-        tops = {
-            rank_by: top_k_unseen(getattr(scores, rank_by), seen, k)
-            for rank_by in {requests[indices[p]].rank_by for p in scorable}
-        }
-        for line, (position, state) in enumerate(zip(scorable, states, strict=True)):
-            request = requests[indices[position]]
-            top = tops[request.rank_by][line, : request.k]
-            top = top[top >= 0]
-            ranked = Ranked(
-                movie_rows=top,
-                stars=bundle.encoders.to_stars(scores.rating[line, top].astype(np.float64)),
-                scores=scores.ranking[line, top].astype(np.float64),
-                because=bundle.closest_liked(top, state) if request.explain else None,
+        batch = [requests[indices[p]] for p in scorable]
+        for line, ranked in enumerate(_rank(bundle, states, batch)):
+            request = batch[line]
+            if request.explain:
+                ranked = dataclasses.replace(
+                    ranked, because=bundle.closest_liked(ranked.movie_rows, states[line])
+                )
+            results[indices[scorable[line]]] = Recommended(
+                ranked, "fold-in" if states[line].folded_in else "model"
             )
-            results[indices[position]] = Recommended(ranked, "fold-in" if state.folded_in else "model")
     return [results[i] for i in range(len(requests))]
+
+
+def _rank(bundle: ServedBundle, states: list[UserState], batch: list[RecommendRequest]) -> list[Ranked]:
+    """Each user's list: by `ranking` inside the model (the k best, then their ratings) when the
+    whole batch asks for it, else from both outputs for every movie."""
+    rows = np.array([s.row for s in states], dtype=np.int32)
+    vectors, seen = bundle.vectors_of(states), [s.seen for s in states]
+    if bundle.scorer.top_movies is not None and all(r.rank_by == "ranking" for r in batch):
+        best = bundle.scorer.top_by_ranking(rows, vectors, seen)
+        movies, rating, ranking = best.movies, best.rating, best.ranking
+    else:
+        scores = bundle.scorer.score_users(rows, vectors)
+        k = max(r.k for r in batch)
+        by = {
+            rank_by: top_k_unseen(getattr(scores, rank_by), seen, k) for rank_by in {r.rank_by for r in batch}
+        }
+        lines = np.arange(len(batch))[:, None]
+        movies = np.stack([by[r.rank_by][line] for line, r in enumerate(batch)])
+        valid = np.maximum(movies, 0)
+        rating, ranking = scores.rating[lines, valid], scores.ranking[lines, valid]
+    ranked = []
+    for line, request in enumerate(batch):
+        keep = movies[line, : request.k] >= 0
+        ranked.append(
+            Ranked(
+                movie_rows=movies[line, : request.k][keep],
+                stars=bundle.encoders.to_stars(rating[line, : request.k][keep].astype(np.float64)),
+                scores=ranking[line, : request.k][keep].astype(np.float64),
+                because=None,
+            )
+        )
+    return ranked
 
 
 def predict_batch(requests: Sequence[PredictRequest]) -> list[np.ndarray]:

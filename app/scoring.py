@@ -30,12 +30,23 @@ from app.bundle import (
 )
 
 PAIRS_PER_CALL = 1 << 18
+MAX_K = 100  # the longest list a request may ask for
+TOP_MOVIES_OUTPUT = "movies"
 
 
 @dataclass(frozen=True)
 class Scores:
     """`rating` in [0, 1] and `ranking` (larger = recommend first), of the same shape."""
 
+    rating: np.ndarray
+    ranking: np.ndarray
+
+
+@dataclass(frozen=True)
+class TopScores:
+    """A batch's best movie rows `(B, k)` (-1 where a user has fewer unseen), and both outputs for them."""
+
+    movies: np.ndarray
     rating: np.ndarray
     ranking: np.ndarray
 
@@ -106,14 +117,7 @@ def all_movie_outputs(
     replace = ops.expand_dims(given, 1)
     total = None
     for member, member_tables in enumerate(tables.members):
-        own = ops.concatenate(
-            [
-                ops.take(member_tables["user_embedding"], users, axis=0),
-                ops.take(member_tables["user_bias"], users, axis=0),
-            ],
-            axis=1,
-        )
-        vectors = ops.where(replace, rating_vectors[:, member, :], own)
+        vectors = _member_user_vectors(member_tables, users, replace, rating_vectors[:, member, :])
         logits = (
             ops.matmul(vectors[:, :-1], ops.transpose(member_tables["movie_embedding"]))
             + vectors[:, -1:]
@@ -124,26 +128,90 @@ def all_movie_outputs(
     rating = total / len(tables.members)
     if not tables.has_ranking:
         return {RATING_OUTPUT: rating, RANKING_OUTPUT: rating}
-    own = ops.take(tables.ranking_users, users, axis=0)
-    vectors = ops.where(replace, ranking_vectors, own)
     return {
         RATING_OUTPUT: rating,
-        RANKING_OUTPUT: ops.matmul(vectors, ops.transpose(tables.ranking_movies))
-        * ops.transpose(tables.ranking_scales),
+        RANKING_OUTPUT: _all_movie_ranking(tables, users, replace, ranking_vectors),
     }
+
+
+def top_movie_outputs(
+    tables: Tables, k: int, users: Any, given: Any, rating_vectors: Any, ranking_vectors: Any, excluded: Any
+) -> dict[str, Any]:
+    """`TopMovies`'s arithmetic: the k best movies by `ranking` (after adding `excluded`, 0 or
+    -inf per movie), then the rating of those k only, the same sum per pair as `all_movie_outputs`."""
+    replace = ops.expand_dims(given, 1)
+    ranking, movies = ops.top_k(_all_movie_ranking(tables, users, replace, ranking_vectors) + excluded, k)
+    total = None
+    for member, member_tables in enumerate(tables.members):
+        vectors = _member_user_vectors(member_tables, users, replace, rating_vectors[:, member, :])
+        movie_vectors = ops.take(member_tables["movie_embedding"], movies, axis=0)  # (B, k, dim)
+        logits = (
+            ops.einsum("bd,bkd->bk", vectors[:, :-1], movie_vectors)
+            + vectors[:, -1:]
+            + ops.take(member_tables["movie_bias"], movies, axis=0)[..., 0]
+        )
+        scores = ops.sigmoid(logits)
+        total = scores if total is None else total + scores
+    return {TOP_MOVIES_OUTPUT: movies, RANKING_OUTPUT: ranking, RATING_OUTPUT: total / len(tables.members)}
+
+
+def _member_user_vectors(member_tables: dict[str, Any], users: Any, replace: Any, given_vectors: Any) -> Any:
+    """A member's `[vector, bias]` per user: its own row, or the given one where `replace`."""
+    own = ops.concatenate(
+        [
+            ops.take(member_tables["user_embedding"], users, axis=0),
+            ops.take(member_tables["user_bias"], users, axis=0),
+        ],
+        axis=1,
+    )
+    return ops.where(replace, given_vectors, own)
+
+
+def _all_movie_ranking(tables: Tables, users: Any, replace: Any, ranking_vectors: Any) -> Any:
+    vectors = ops.where(replace, ranking_vectors, ops.take(tables.ranking_users, users, axis=0))
+    return ops.matmul(vectors, ops.transpose(tables.ranking_movies)) * ops.transpose(tables.ranking_scales)
+
+
+class TopMovies(keras.layers.Layer):
+    """The k best movies of a batch of users by `ranking`, with both outputs for those k."""
+
+    def __init__(self, tables: Tables, k: int, **kwargs: Any) -> None:
+        super().__init__(trainable=False, **kwargs)  # pragma: no mutate
+        self._tables, self._k = tables, k  # pragma: no mutate
+
+    def call(
+        self, users: Any, given: Any, rating_vectors: Any, ranking_vectors: Any, excluded: Any
+    ) -> dict[str, Any]:
+        tables, k = self._tables, self._k  # pragma: no mutate
+        vectors = {"rating_vectors": rating_vectors, "ranking_vectors": ranking_vectors}  # pragma: no mutate
+        return top_movie_outputs(tables, k, users, given, excluded=excluded, **vectors)  # pragma: no mutate
 
 
 def all_movies_model(tables: Tables) -> keras.Model:
     """A model from user rows `(B,)` (and replacement vectors) to both outputs `(B, n_movies)`."""
+    inputs = _user_inputs(tables)
+    return keras.Model(inputs, AllMovieScores(tables)(**inputs), name="all_movies")
+
+
+def top_movies_model(tables: Tables, k: int) -> keras.Model:
+    """A model from user rows (and replacement vectors, and each movie's 0 or -inf) to the k best
+    movies `(B, k)` by `ranking`, with both outputs for them. Needs the ranking tables."""
+    inputs = {
+        **_user_inputs(tables),
+        "excluded": keras.Input(shape=(tables.ranking_movies.shape[0],), name="excluded"),
+    }
+    return keras.Model(inputs, TopMovies(tables, k)(**inputs), name="top_movies")
+
+
+def _user_inputs(tables: Tables) -> dict[str, Any]:
     members, dim = len(tables.members), tables.members[0]["user_embedding"].shape[1]
     rank = tables.ranking_users.shape[1] if tables.has_ranking else 0
-    inputs = {
+    return {
         "users": keras.Input(shape=(), dtype="int32", name="users"),
         "given": keras.Input(shape=(), dtype="bool", name="given"),
         "rating_vectors": keras.Input(shape=(members, dim + 1), name="rating_vectors"),
         "ranking_vectors": keras.Input(shape=(rank,), name="ranking_vectors"),
     }
-    return keras.Model(inputs, AllMovieScores(tables)(**inputs), name="all_movies")
 
 
 class Scorer:
@@ -153,6 +221,11 @@ class Scorer:
         self.model = model
         self.tables = Tables.of(model)
         self.all_movies = all_movies_model(self.tables)
+        self.n_movies = int(self.tables.members[0]["movie_embedding"].shape[0])
+        # Recommendations by `ranking` take the k best inside the model and rate only those.
+        self.top_movies = (
+            top_movies_model(self.tables, min(MAX_K, self.n_movies)) if self.tables.has_ranking else None
+        )
         self.members = len(self.tables.members)
         self.dim = int(self.tables.members[0]["user_embedding"].shape[1])
         self.rank = int(self.tables.ranking_users.shape[1]) if self.tables.has_ranking else 0
@@ -194,6 +267,30 @@ class Scorer:
         )
         return Scores(np.asarray(outputs[RATING_OUTPUT]), np.asarray(outputs[RANKING_OUTPUT]))
 
+    def top_by_ranking(
+        self, users: np.ndarray, vectors: UserVectors | None, seen: list[np.ndarray]
+    ) -> TopScores:
+        """Each user's best `MAX_K` movies by `ranking` among those not in `seen[i]`, best first
+        (ties: the lower movie row first), with both outputs for them; -1 pads a row that has
+        fewer unseen movies. Needs the ranking tables (`self.top_movies`)."""
+        assert self.top_movies is not None, "top_by_ranking needs a bundle with ranking tables"
+        vectors = vectors or self.no_vectors(len(users))
+        excluded = np.zeros((len(users), self.n_movies), np.float32)
+        for line, rows in enumerate(seen):
+            excluded[line, rows] = -np.inf
+        outputs = self.top_movies.predict_on_batch(
+            {
+                "users": users.astype(np.int32),
+                "given": vectors.given,
+                "rating_vectors": vectors.rating,
+                "ranking_vectors": vectors.ranking,
+                "excluded": excluded,
+            }
+        )
+        ranking = np.asarray(outputs[RANKING_OUTPUT])
+        movies = np.where(np.isfinite(ranking), np.asarray(outputs[TOP_MOVIES_OUTPUT]), -1)
+        return TopScores(movies, np.asarray(outputs[RATING_OUTPUT]), ranking)
+
     def no_vectors(self, n: int) -> UserVectors:
         """Placeholder vectors for `n` users who are all scored through their own rows."""
         return UserVectors(
@@ -210,3 +307,5 @@ class Scorer:
         self.score_users(
             np.zeros(1, dtype=np.int32), UserVectors(vectors.rating, vectors.ranking, np.ones(1, bool))
         )
+        if self.top_movies is not None:
+            self.top_by_ranking(np.zeros(1, dtype=np.int32), vectors, [np.zeros(0, np.int32)])
