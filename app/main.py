@@ -17,7 +17,6 @@ from app.api.routes import api_router
 from app.api.routes.operations import admin_router
 from app.api.routes.ratings import write_router
 from app.metrics import create_metrics
-from app.replica import ReplicaHeaders
 from app.request_limits import RequestLimits
 from app.served import ServedBundle
 from app.service import Service
@@ -87,7 +86,6 @@ def create_app(settings: Settings | None = None, preloaded: ServedBundle | None 
         request_timeout_s=settings.request_timeout_s,
         on_shed=lambda reason: metrics.shed.labels(reason).inc(),
     )
-    app.add_middleware(RequestTelemetry, metrics=metrics)
-    app.add_middleware(ReplicaHeaders, replica=settings.replica_name)
+    app.add_middleware(RequestTelemetry, metrics=metrics, replica=settings.replica_name)
     errors.install(app)
     return app

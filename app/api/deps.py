@@ -21,9 +21,10 @@ async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-async def served_bundle(request: Request, service: Annotated[Service, Depends(get_service)]) -> ServedBundle:
-    """The bundle in service when the request arrived; 503 while none is loaded."""
-    bundle = service.bundle
+async def served_bundle(request: Request) -> ServedBundle:
+    """The bundle in service when the request arrived; 503 while none is loaded. (It reads the
+    service itself rather than through `get_service`: a sub-dependency costs every request.)"""
+    bundle = request.app.state.service.bundle
     if bundle is None:
         raise HTTPException(503, "no model is loaded yet; retry shortly")
     request.state.model_version = bundle.version
