@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.main import create_app
     from app.served import ServedBundle
     from app.server import serve
-    from app.service import first_line
+    from app.service import first_line, freeze_heap
 
+    freeze_heap()  # the imports' objects, out of every later collection's way
     try:
         preloaded = ServedBundle.load(current_bundle_path(settings.model_dir))
     except Exception as error:  # a BundleError names the file and the fix; anything else, its reason
