@@ -43,6 +43,15 @@ class Trimmer:
         if self._trim is None or before < self.baseline + self.threshold_mb:
             self.baseline = min(self.baseline, before)
             return
+        await self._trim_from(before)
+
+    async def trim(self) -> None:
+        """Trims now (after an old bundle is freed, say) and takes the new size as the baseline."""
+        if self._trim is not None:
+            await self._trim_from(resident_mb())
+
+    async def _trim_from(self, before: float) -> None:
+        assert self._trim is not None
         started = time.perf_counter()
         await asyncio.to_thread(self._trim, 0)
         self.baseline = resident_mb()

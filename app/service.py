@@ -85,6 +85,8 @@ class Service:
         self._errors = Throttle(REPEATED_ERROR_LOG_S)
         self._watcher: asyncio.Task[None] | None = None
         self._trimmer: asyncio.Task[None] | None = None
+        self._release: asyncio.Task[None] | None = None  # freeing the bundle swapped out last
+        self._memory = Trimmer()
         self.draining = False  # SIGTERM: readiness says 503 while what has arrived is answered
 
     def _batcher(
@@ -144,7 +146,7 @@ class Service:
         self._trimmer = loop.create_task(self._keep_trimmed(), name="memory-trimmer")
 
     async def stop(self) -> None:
-        for task in (self._watcher, self._trimmer):
+        for task in (self._watcher, self._trimmer, self._release):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -217,12 +219,18 @@ class Service:
         previous, self.bundle, self._refused = self.bundle, bundle, None
         if previous is not None:
             self.metrics.model_version.remove(previous.version)
-            # Once the requests that started on the old bundle are done, its cycles are collected:
-            # a full collection, over the bundles' objects only (the imports are frozen), ~20 ms.
-            asyncio.get_running_loop().call_later(SETTLE_SECONDS, gc.collect)
+            self._release = asyncio.get_running_loop().create_task(self._release_old())
         self.metrics.model_version.labels(bundle.version).set(1)
         self.metrics.model_events.labels(event).inc()
         log(f"model {event}", model_version=bundle.version, previous=previous and previous.version)
+
+    async def _release_old(self) -> None:
+        """Once the requests that started on the old bundle are done, collects its cycles (a full
+        collection over the bundles' objects only, the imports being frozen: ~20 ms) and gives
+        the memory back to the system."""
+        await asyncio.sleep(SETTLE_SECONDS)
+        gc.collect()
+        await self._memory.trim()
 
     def _refuse(self, path: Path | None, error: Exception, stamp: object = None) -> str:
         """Counts a refusal and logs it (an identical one at most every `REPEATED_ERROR_LOG_S`)."""
@@ -241,11 +249,10 @@ class Service:
 
     async def _keep_trimmed(self) -> None:
         """Gives memory freed after a burst of large requests back to the system (`app.memory`)."""
-        trimmer = Trimmer()
         while True:
             await asyncio.sleep(MEMORY_CHECK_S)
             try:
-                await trimmer.check()
+                await self._memory.check()
             except Exception as error:  # never worth stopping for
                 log("memory check failed", logging.WARNING, reason=first_line(error))
 
