@@ -78,10 +78,16 @@ def dropped_lines() -> int:
 
 
 def configure(level: str) -> None:
-    """Sends the service's own log lines to stderr as JSON, once per process."""
+    """Sends the service's own log lines to stderr as JSON, once per process; other libraries'
+    warnings too, through the root logger (which also keeps TensorFlow from adding a plain-text
+    handler of its own)."""
     handler = shared_handler()
     if handler not in logger.handlers:
         logger.addHandler(handler)
+    root = logging.getLogger()
+    if handler not in root.handlers:
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
     logger.setLevel(level.upper())
     logger.propagate = False
 
