@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pydantic_core
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
@@ -49,8 +48,13 @@ class PredictBodyRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
+            service = self.app.state.service
+            # Every pair names "movie_id" once: a body with more than the cap is refused before
+            # tens of thousands of objects are built from it only to be thrown away.
+            if body.count(b'"movie_id"') > service.settings.predict_max_pairs:
+                raise too_many_pairs(service.settings.predict_max_pairs)
             work = partial(parse_predict_body, body)
-            self._json = await self.app.state.service.off_loop(work, heavy=len(body) > LARGE_BODY_BYTES)
+            self._json = await service.off_loop(work, heavy=len(body) > LARGE_BODY_BYTES)
         return self._json
 
 
@@ -77,16 +81,7 @@ async def predict(body: PredictBody, request: Request, service: ServiceDep, bund
     """Predicted stars for each pair, in request order; an unknown id gives null and an error."""
     cap = service.settings.predict_max_pairs
     if len(body.pairs) > cap:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "too_long",
-                    "loc": ("body", "pairs"),
-                    "msg": f"at most {cap} pairs per request",
-                    "input": None,
-                }
-            ]
-        )
+        raise too_many_pairs(cap)
     heavy = len(body.pairs) > LARGE_PAIRS
     rows, known = await service.off_loop(partial(look_up, bundle, body.pairs), heavy=heavy)
     stars: np.ndarray = np.zeros(0)
@@ -96,6 +91,12 @@ async def predict(body: PredictBody, request: Request, service: ServiceDep, bund
         stars = batched.value
     answer = partial(answer_json, bundle.version, body.pairs, rows, known, stars)
     return Response(await service.off_loop(answer, heavy, "answer"), media_type="application/json")
+
+
+def too_many_pairs(cap: int) -> InvalidBody:
+    return InvalidBody(
+        [{"type": "too_long", "loc": ("body", "pairs"), "msg": f"at most {cap} pairs per request"}]
+    )
 
 
 def parse_predict_body(body: bytes) -> PredictBody:

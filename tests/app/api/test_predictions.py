@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.api.routes import predictions
 from tests.support.api import assert_clean_4xx
 
 
@@ -70,6 +71,18 @@ def test_predict_rejects_more_pairs_than_the_cap(client, tiny_loaded):
     assert response.status_code == 422
     assert "at most 50 pairs" in str(response.json()["detail"])
     assert client.post("/predict", json={"pairs": [pair] * 50}).status_code == 200
+
+
+def test_a_body_with_more_pairs_than_the_cap_is_refused_before_it_is_parsed(client, tiny_loaded, monkeypatch):
+    """Thousands of pair objects built only to be refused made 1,000 such bodies cost a gigabyte."""
+    parsed = []
+    real_parse = predictions.parse_predict_body
+    monkeypatch.setattr(predictions, "parse_predict_body", lambda body: parsed.append(1) or real_parse(body))
+    pair = {"user_id": tiny_loaded.encoders.users[0], "movie_id": tiny_loaded.encoders.movies[0]}
+    response = client.post("/predict", json={"pairs": [pair] * 51})
+    assert response.status_code == 422 and "at most 50 pairs" in str(response.json()["detail"])
+    assert parsed == []
+    assert client.post("/predict", json={"pairs": [pair] * 50}).status_code == 200 and parsed == [1]
 
 
 def test_predict_rejects_malformed_json(client):
