@@ -92,6 +92,11 @@ class Tables:
     def has_ranking(self) -> bool:
         return self.ranking_users is not None
 
+    def ranking_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows of the ranking movie table, gathered from the variable itself: no numpy copy of
+        the whole table, which is 60 MB at ml-25m's size."""
+        return np.asarray(ops.take(self.ranking_movies, np.asarray(rows, dtype=np.int32), axis=0))
+
 
 class AllMovieScores(keras.layers.Layer):
     """Both outputs for a batch of users against every movie.

@@ -84,9 +84,7 @@ class ServedBundle:
             (np.asarray(t["movie_embedding"]), np.asarray(t["movie_bias"]).reshape(-1))
             for t in tables.members
         ]
-        self._ranking_movies = np.asarray(tables.ranking_movies) if tables.has_ranking else None
-        similar = self._ranking_movies if tables.has_ranking else self._member_movies[0][0]
-        self._unit_movies = similar / np.maximum(np.linalg.norm(similar, axis=1, keepdims=True), 1e-12)
+        # The ranking table is not copied: 60 MB at ml-25m's size for the few rows a call needs.
 
     @classmethod
     def load(cls, path: Path) -> ServedBundle:
@@ -148,10 +146,10 @@ class ServedBundle:
                 for vectors, bias in self._member_movies
             ]
         )
-        if self._ranking_movies is None:
+        if not self.scorer.tables.has_ranking:
             return rating, np.zeros(0, np.float32)
         weights = (stars / self.encoders.rating_max).astype(np.float32)
-        return rating, weights @ self._ranking_movies[movies]
+        return rating, weights @ self.scorer.tables.ranking_rows(movies)
 
     def vectors_of(self, users: Sequence[UserState]) -> UserVectors | None:
         """The stand-in vectors of a batch of users, or None if every one is scored by row."""
@@ -169,5 +167,11 @@ class ServedBundle:
         vectors (the ranking tables'), or None for a user who liked nothing."""
         if not len(user.liked):
             return [None] * len(movie_rows)
-        similarity = self._unit_movies[movie_rows] @ self._unit_movies[user.liked].T
+        similarity = self._unit_vectors(movie_rows) @ self._unit_vectors(user.liked).T
         return [int(row) for row in user.liked[np.argmax(similarity, axis=1)]]
+
+    def _unit_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Movie rows' vectors (the ranking table's, else the first member's), of length 1."""
+        tables = self.scorer.tables
+        vectors = tables.ranking_rows(rows) if tables.has_ranking else self._member_movies[0][0][rows]
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
