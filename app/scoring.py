@@ -1,10 +1,11 @@
 """Scoring through the bundle's Keras model, always on whole batches.
 
 Pairs go through the saved model itself with `predict_on_batch` (one call, none of the per-call
-set-up `model.predict` has). Scoring users against every movie, for recommendations, goes
-through a Keras model derived from the saved one: it shares the trained tables (no copy) and
-scores a batch of users against the whole catalogue with one matrix product per table, the same
-arithmetic as the saved model applied to every (user, movie) pair.
+set-up `model.predict` has). Recommendations go through Keras models derived from the saved
+one, which share its trained tables (no copy): `top_movies_model` ranks every movie with one
+matrix product, takes the k best inside the model and rates only those; `all_movies_model` gives
+both outputs for every movie (ranking by rating, and the evaluation). Either is the same
+arithmetic as the saved model applied to each (user, movie) pair.
 
 The derived model takes user rows and, for users scored through fold-in (`app.fold_in`), vectors
 that replace the rows' own: one call scores a batch that mixes both.
