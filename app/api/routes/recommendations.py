@@ -13,6 +13,7 @@ from app.api.responses import NOT_FOUND, UNAVAILABLE
 from app.feedback import FeedbackUnavailable
 from app.inference import RankBy
 from app.schemas import Recommendations
+from app.scoring import MAX_K
 from app.served import Ranked, ServedBundle
 
 router = APIRouter(tags=["recommendations"])
@@ -29,7 +30,7 @@ async def recommendations(
     request: Request,
     service: ServiceDep,
     bundle: BundleDep,
-    k: Annotated[int, Query(ge=1, le=100, description="How many movies to return")] = 10,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many movies to return")] = 10,
     rank_by: Annotated[
         RankBy,
         Query(description="'ranking' (the model's ranking score) or 'rating' (highest predicted rating)"),
