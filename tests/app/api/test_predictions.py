@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from app.api.routes import predictions
+from app.schemas import PredictBody
 from tests.support.api import assert_clean_4xx
 
 
@@ -112,3 +114,32 @@ HOSTILE = [
 @pytest.mark.parametrize(("body", "headers"), HOSTILE)
 def test_hostile_input_gets_a_clean_4xx(client, body, headers):
     assert_clean_4xx(client.post("/predict", content=body, headers=headers))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"pairs": [{"user_id": 1, "movie_id": 318}, {"movie_id": 2, "user_id": 3}]}',
+        b'{"pairs": [{"user_id": 7.0, "movie_id": 318}]}',
+        b'{"pairs": [{"user_id": -4, "movie_id": 99999999999999999999999}]}',
+        b'{"pairs": [{"user_id": true, "movie_id": 318}]}',
+        b'{"pairs": [{"user_id": "7", "movie_id": 318}]}',
+        b'{"pairs": [{"user_id": 1, "movie_id": 318, "user": 2}]}',
+        b'{"pairs": [{"user_id": 1}]}',
+        b'{"pairs": []}',
+        b'{"pairs": [{"user_id": 1, "movie_id": 318}], "more": []}',
+        b'{"pairs": {"user_id": 1, "movie_id": 318}}',
+    ],
+)
+def test_the_fast_body_reader_accepts_and_refuses_exactly_what_the_schema_does(body):
+    """Usual bodies skip pydantic's model per pair; what they are read as must not change."""
+    try:
+        expected = [(p.user_id, p.movie_id) for p in PredictBody.model_validate_json(body).pairs]
+    except ValidationError:
+        with pytest.raises(predictions.InvalidBody):
+            predictions.parse_predict_body(body)
+        return
+    pairs = predictions.parse_predict_body(body).pairs
+    assert list(zip(pairs.users, pairs.movies, strict=True)) == expected
+    assert [(p.user_id, p.movie_id) for p in pairs] == expected
+    assert all(type(i) is int for pair in expected for i in pair)
