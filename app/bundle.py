@@ -248,13 +248,16 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(
             f"{path / CATALOGUE_FILE}: does not list every movie in {ENCODERS_FILE}; {HOW_TO_MAKE_ONE}"
         )
-    ratings = _read_ratings(path / RATINGS_FILE, encoders)
+    # The model before the ratings: Keras holds the whole weights file in memory while it loads
+    # (as large as the tables), and the ratings (as large again at ml-25m's size) are better read
+    # once that copy is gone: the load's peak is then the model's, not the model's plus theirs.
     try:
         model = keras.saving.load_model(path / MODEL_FILE, safe_mode=True)
     except Exception as error:
         raise BundleError(f"{path / MODEL_FILE} cannot be loaded ({error}); {HOW_TO_MAKE_ONE}") from error
     _check_tables(path, model, encoders)
     _check_model(path / MODEL_FILE, model, encoders)
+    ratings = _read_ratings(path / RATINGS_FILE, encoders)
     return Bundle(path, model, encoders, metadata, catalogue, ratings)
 
 
