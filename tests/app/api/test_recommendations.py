@@ -99,3 +99,42 @@ def test_the_answer_is_exactly_the_documented_body(client, tiny_loaded, params):
     assert Recommendations.model_validate(body).model_dump(mode="json") == body
     fallback = client.get("/users/987654321/recommendations", params={"k": 2, "fallback": "popular"}).json()
     assert Recommendations.model_validate(fallback).model_dump(mode="json") == fallback
+
+
+@pytest.mark.parametrize(
+    ("usual", "declared"),
+    [
+        ("", "?rank_by=ranking"),
+        ("?k=1", "?k=1&explain=false"),
+        ("?k=10", "?rank_by=ranking&k=10"),
+        ("?k=100", "?k=100&explain=0"),
+    ],
+)
+def test_the_usual_request_is_answered_as_the_declared_route_answers_it(client, tiny_loaded, usual, declared):
+    """`?k=N` skips FastAPI's parameter handling (`UsualRoute`); the answer must not change."""
+    for user_id in tiny_loaded.encoders.users[:3]:
+        fast = client.get(f"/users/{user_id}/recommendations{usual}")
+        slow = client.get(f"/users/{user_id}/recommendations{declared}")
+        assert fast.status_code == slow.status_code == 200
+        assert fast.json() == slow.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/users/{user}/recommendations?k=0", 422),
+        ("/users/{user}/recommendations?k=101", 422),
+        ("/users/{user}/recommendations?k=010", 200),
+        ("/users/0/recommendations?k=10", 422),
+        ("/users/0{user}/recommendations", 200),
+        ("/users/9007199254740992/recommendations?k=10", 422),
+        ("/users/9007199254740991/recommendations?k=10", 404),
+        ("/users/{user}/recommendations?k=10&k=11", 200),
+        ("/users/{user}/recommendations?k=1e1", 422),
+    ],
+)
+def test_requests_the_usual_path_leaves_to_fastapi_are_still_read_as_declared(
+    client, tiny_loaded, path, status
+):
+    response = client.get(path.format(user=tiny_loaded.encoders.users[0]))
+    assert response.status_code == status, response.text
