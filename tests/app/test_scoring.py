@@ -28,3 +28,27 @@ def test_whole_catalogue_scores_equal_predict_on_every_pair(tiny_bundle):
         np.testing.assert_allclose(
             scores.ranking[row], saved[RANKING_OUTPUT][:, 0], rtol=1e-5, atol=TOLERANCE
         )
+
+
+def test_every_model_call_is_padded_to_a_power_of_two_and_cut_back(tiny_bundle, monkeypatch):
+    """Few input shapes per model: TensorFlow's per-shape state would otherwise pile up per swap."""
+    model = keras.saving.load_model(tiny_bundle / "model.keras", safe_mode=True)
+    scorer = Scorer(model)
+    sizes: list[int] = []
+    for derived in (model, scorer.all_movies, scorer.top_movies):
+        call = derived.predict_on_batch
+
+        def recording(inputs, call=call):
+            sizes.append(len(keras.tree.flatten(inputs)[0]))
+            return call(inputs)
+
+        monkeypatch.setattr(derived, "predict_on_batch", recording)
+    pairs = np.array([[0, 0], [1, 2], [2, 1], [0, 3], [1, 1]], dtype=np.int32)
+    scores = scorer.score_pairs(pairs)
+    saved = model.predict(pairs, verbose=0)
+    np.testing.assert_allclose(scores.rating, saved[RATING_OUTPUT][:, 0], atol=TOLERANCE)
+    users = np.array([2, 0, 1], dtype=np.int32)
+    assert scorer.score_users(users).rating.shape[0] == 3
+    top = scorer.top_by_ranking(users, None, [np.zeros(0, np.int32)] * 3)
+    assert top.movies.shape[0] == 3
+    assert sizes == [8, 4, 4]
