@@ -1,13 +1,12 @@
 """What the load benchmark's figures say: its tables, the real server's ratios to the references,
-the agreement of their answers, the team's targets and the plot. Nothing here measures."""
+the agreement of their answers and the team's targets. Nothing here measures."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.wrk import ENDPOINTS, WrkRun
+from benchmarks.wrk import WrkRun
 
 if TYPE_CHECKING:
     from benchmarks.load import ServerResult
@@ -149,18 +148,12 @@ def comparison(servers: dict[str, ServerResult], bundle: dict[str, Any], duratio
         *runs_table(servers),
     ]
     if len(servers) > 1 and "real" in servers:
-        lines.append("\nReal server against the references (throughput ratios; p99 in ms):")
-        lines.append(
-            "endpoint          conns real/floor real/naive  p99 real   floor   naive  real/floor, rounds"
-        )
+        lines.append("\nReal server against the references (throughput ratios):")
+        lines.append("endpoint          conns real/floor real/naive  real/floor, rounds")
     for r in ratios(servers) if len(servers) > 1 else ():
         floor, naive = ("-" if v is None else f"{v:.2f}" for v in (r.vs_floor, r.vs_naive))
-        runs = [
-            servers[name].find(r.endpoint, r.connections) if name in servers else None for name in SERVERS
-        ]
-        p99 = "".join(f"{run.p99_text if run else '-':>{w}}" for run, w in zip(runs, (10, 8, 8), strict=True))
         rounds = "/".join(f"{x:.2f}" for x in r.vs_floor_rounds) if len(r.vs_floor_rounds) > 1 else ""
-        lines.append(f"{r.endpoint:<17}{r.connections:>6}{floor:>11}{naive:>11}{p99}  {rounds}")
+        lines.append(f"{r.endpoint:<17}{r.connections:>6}{floor:>11}{naive:>11}  {rounds}")
     lines += ["", *servers_table(servers), ""]
     agreements = summary(servers)["agreement_with_real"]
     lines += [f"{name} vs real {found['detail']}" for name, found in agreements.items()]
@@ -169,42 +162,3 @@ def comparison(servers: dict[str, ServerResult], bundle: dict[str, Any], duratio
         for t in targets(servers["real"], servers.get("floor")):
             lines.append(f"{'met' if t.met else 'MISSED':<7}{t.name:<52}{t.measured}")
     return "\n".join(lines) + "\n"
-
-
-def plot(servers: dict[str, ServerResult], path: Path, title: str) -> None:
-    """Throughput and p99 against connections, one line per server, one row per endpoint (if any
-    run was answered: a log axis cannot show a run that answered nothing)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    answered = {w.endpoint for s in servers.values() for w in s.runs if w.requests}
-    endpoints = [endpoint for endpoint in ENDPOINTS if endpoint in answered]
-    if not endpoints:
-        return
-    figure, axes = plt.subplots(len(endpoints), 2, figsize=(11, 4 * len(endpoints)), squeeze=False)
-    styles = {"real": ("tab:blue", "o"), "floor": ("tab:green", "s"), "naive": ("tab:red", "^")}
-    levels = sorted({w.connections for s in servers.values() for w in s.runs})
-    for (throughput, latency), endpoint in zip(axes, endpoints, strict=True):
-        for name, server in servers.items():
-            # A run with over 1% timeouts has no meaningful p99: it is drawn at the timeout, ringed.
-            runs = [w for w in server.runs if w.endpoint == endpoint and w.requests]
-            x, (color, marker) = [w.connections for w in runs], styles[name]
-            p99 = [w.timeout_s * 1e3 if w.overloaded else w.p99_ms for w in runs]
-            throughput.plot(x, [w.requests_per_s for w in runs], marker=marker, color=color, label=name)
-            latency.plot(x, p99, marker=marker, color=color, label=name)
-            rings = [(xi, yi) for xi, yi, w in zip(x, p99, runs, strict=True) if w.overloaded]
-            latency.plot([r[0] for r in rings], [r[1] for r in rings], "o", ms=12, mfc="none", color=color)
-        throughput.set(title=f"{endpoint}: throughput", ylabel="requests/s (log)")
-        latency.set(title=f"{endpoint}: p99 latency (ring: over 1% timeouts)", ylabel="ms (log)")
-        latency.axhline(P99_MS, color="gray", linestyle="--", linewidth=1, label="50 ms target")
-        for axis in (throughput, latency):
-            axis.set_xscale("log", base=2)
-            axis.set(xticks=levels, xticklabels=list(map(str, levels)), yscale="log", xlabel="connections")
-            axis.grid(True, which="both", alpha=0.3)
-            axis.legend()
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
