@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from app.bundle import METADATA_FILE, write_manifest
+from app.bundle_store import current_bundle_path, point_current
 from benchmarks import REPO
 
 HOST = "127.0.0.1"
@@ -148,6 +149,15 @@ def copy_bundle_as(bundle: Path, model_dir: Path, version: str) -> Path:
     (model_dir / version / METADATA_FILE).write_text(json.dumps({**metadata, "version": version}))
     write_manifest(model_dir / version)
     return model_dir / version
+
+
+def copy_models(model_dir: Path, into: Path) -> Path:
+    """A model folder of its own holding a copy of `model_dir`'s current bundle, as current: the one
+    given is never written."""
+    first = current_bundle_path(model_dir)
+    copy_bundle_as(first, into, first.name)
+    point_current(into, first.name)
+    return into
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from statistics import mean
 
 from app.bundle_store import current_bundle_path, point_current
 from benchmarks import parser, save
-from benchmarks.servers import Server, copy_bundle_as
+from benchmarks.servers import Server, copy_bundle_as, copy_models
 from benchmarks.wrk import ENDPOINTS, WrkRun, run_wrk, write_load_files
 
 
@@ -26,13 +26,11 @@ class Segment:
     rss_mb: float
     model_version: str  # the one /model named right after the segment
 
-
-def copy_models(model_dir: Path, into: Path) -> Path:
-    """A model folder of its own holding a copy of `model_dir`'s current bundle, as current."""
-    first = current_bundle_path(model_dir)
-    copy_bundle_as(first, into, first.name)
-    point_current(into, first.name)
-    return into
+    def __str__(self) -> str:
+        figures = (
+            f"{self.run.requests_per_s:8.1f} req/s  p99 {self.run.p99_text:>7} ms  errors {self.run.errors}"
+        )
+        return f"{self.run.endpoint:16s} {figures}  rss {self.rss_mb:7.1f} MB  {self.model_version}"
 
 
 def soak(model_dir: Path, minutes: float, seconds: float, connections: int, swap_every: int) -> list[Segment]:
@@ -53,11 +51,7 @@ def soak(model_dir: Path, minutes: float, seconds: float, connections: int, swap
                     point_current(models, new.name)
                 run = run_wrk(server.url, endpoint, files[endpoint], connections, seconds)
                 segments.append(Segment(run, server.memory_mb()[1], server.fetch("/model")["version"]))
-                figures = f"{run.requests_per_s:8.1f} req/s  p99 {run.p99_text:>7} ms  errors {run.errors}"
-                last = segments[-1]
-                print(
-                    f"{len(segments):3d} {endpoint:16s} {figures}  rss {last.rss_mb:7.1f} MB  {last.model_version}"
-                )
+                print(f"{len(segments):3d} {segments[-1]}", flush=True)
     return segments
 
 
