@@ -174,9 +174,8 @@ class Phase:
 
     def per_core(self, run: WrkRun) -> float:
         """Requests per second per core the replicas used (the capacity model's unit)."""
-        return (
-            round(run.requests_per_s * 100 / self.replica_cpu_percent, 1) if self.replica_cpu_percent else 0
-        )
+        cores = self.replica_cpu_percent / 100
+        return round(run.requests_per_s / cores, 1) if cores else 0
 
     def rows(self) -> list[str]:
         """A line per run, in the columns of `COLUMNS`."""
@@ -193,7 +192,7 @@ class Phase:
 
 
 COLUMNS = (
-    "phase                 endpoint        n    req/s   p99 ms failed  api% proxy% other%  per core  load"
+    "phase                 endpoint        n    req/s   p99 ms failed  api% proxy% other%  per core load"
 )
 
 
@@ -203,9 +202,8 @@ class Fleet:
     def __init__(self, args: Any, work: Path, database_url: str) -> None:
         self.args, self.work, self.models = args, work, copy_models(args.model_dir, work / "models")
         self.files = write_load_files(current_bundle_path(self.models), work)
-        self.movies = json.loads((current_bundle_path(self.models) / ENCODERS_FILE).read_text())["movies"][
-            :100
-        ]
+        encoders = json.loads((current_bundle_path(self.models) / ENCODERS_FILE).read_text())
+        self.movies = encoders["movies"][:100]
         self.env = {"DATABASE_URL": database_url, "RELOAD_INTERVAL_S": str(args.reload_interval)}
         self.starts, self.cpu_at_stop = 0, {}
         started = [self.start(i, free_port()) for i in range(args.replicas)]  # loading side by side
@@ -255,9 +253,8 @@ class Fleet:
         elapsed = time.monotonic() - started
         # Replicas stopped meanwhile count up to their stop; those started meanwhile from their start.
         pids = {*replicas_before, *(s.pid for s in self.running())}
-        replicas = sum(
-            self.cpu_at_stop.get(p, process_cpu_seconds(p)) - replicas_before.get(p, 0) for p in pids
-        )
+        now = {pid: self.cpu_at_stop.get(pid, process_cpu_seconds(pid)) for pid in pids}
+        replicas = sum(now[pid] - replicas_before.get(pid, 0) for pid in pids)
         proxy = self.proxy.cpu_seconds() - proxy_before
         others = max(machine_cpu_seconds() - machine_before - replicas - proxy, 0.0)
         cpu = (round(100 * seconds / elapsed, 1) for seconds in (replicas, proxy, others))
@@ -274,20 +271,15 @@ class Fleet:
         copy_bundle_as(current_bundle_path(self.models), self.models, version)
         published, converged = time.monotonic(), {}
         point_current(self.models, version)
-        while (
-            len(converged) < len(self.replicas)
-            and time.monotonic() < published + self.args.reload_interval + 120
-        ):
+        deadline = published + self.args.reload_interval + 120
+        while len(converged) < len(self.replicas) and time.monotonic() < deadline:
             for server in self.replicas:
                 answer = server.fetch("/model")
                 if answer["version"] == version and answer["replica"] not in converged:
                     converged[answer["replica"]] = round(time.monotonic() - published, 2)
             time.sleep(0.1)
-        return {
-            "version": version,
-            "converged_s": converged,
-            "all_converged": len(converged) == len(self.replicas),
-        }
+        everyone = len(converged) == len(self.replicas)
+        return {"version": version, "converged_s": converged, "all_converged": everyone}
 
     def kill_and_restart(self, index: int) -> dict[str, Any]:
         victim = self.replicas[index]

@@ -33,7 +33,6 @@ from benchmarks.servers import Server, machine_cpu_seconds
 from benchmarks.wrk import ENDPOINTS, ERROR_FIELDS, INSTALL_HINT, WrkRun, run_wrk, write_load_files
 
 OTHERS_LIMIT_PERCENT = 15.0  # CPU (% of a core) of other processes above which a run is not clean
-RETRY_PAUSE_S = 20.0
 SETTLE_S = 15.0  # a server whose backlog does not drain within this after a run is restarted
 WARMUP_S = 2.0
 NAIVE_MAX_S = 10.0  # the naive server's runs last min(--duration, this)
@@ -99,11 +98,13 @@ class Bench:
             for i, (endpoint, connections) in enumerate(plan):
                 if name != "naive" and endpoint not in [e for e, _ in plan[:i]]:
                     self.run(server, endpoint, min(connections, 8), WARMUP_S)
-                result.runs.append(self.retried(server, result, endpoint, connections, duration))
+                result.runs.append(run := self.run(server, endpoint, connections, duration))
+                log(f"[{name}] {report.run_line(run)}")
+                if run.other_cpu_percent > OTHERS_LIMIT_PERCENT:  # the machine is shared
+                    busy = f"other processes used {run.other_cpu_percent:.0f}% of a core"
+                    result.note(f"{endpoint} c={connections}: {busy}: its figures are not clean")
                 if not self.settle(server):  # a backlog that would leak into the next run
-                    result.note(
-                        f"restarted after {endpoint} c={connections}: backlog not drained in {SETTLE_S:.0f} s"
-                    )
+                    result.note(f"restarted after {endpoint} c={connections}: backlog still there")
                     result.peak_rss_mb = max(result.peak_rss_mb, server.memory_mb()[0])
                     server.stop(kill=True)
                     server, result.restarts = self.start(name, env), result.restarts + 1
@@ -119,39 +120,19 @@ class Bench:
         result.cpu_speed.append(cpu_speed())
         return result
 
-    def retried(
-        self, server: Server, result: ServerResult, endpoint: str, connections: int, duration: float
-    ) -> WrkRun:
-        """A run, again after a pause (up to --retries times) while other processes were busy."""
-        for attempt in range(1, self.args.retries + 2):
-            run = self.run(server, endpoint, connections, duration, attempt)
-            log(f"[{result.name}] {report.run_line(run)}")
-            if run.other_cpu_percent <= OTHERS_LIMIT_PERCENT:
-                return run
-            if attempt <= self.args.retries:
-                log(f"[{result.name}] other processes were busy: again in {RETRY_PAUSE_S:.0f} s")
-                self.settle(server)
-                time.sleep(RETRY_PAUSE_S)
-        busy = f"other processes used {run.other_cpu_percent:.0f}% of a core in {attempt} run(s)"
-        result.note(f"{endpoint} c={connections}: {busy}: its figures are not clean")
-        return run
-
-    def run(self, server: Server, endpoint: str, connections: int, duration: float, attempt=0) -> WrkRun:
+    def run(self, server: Server, endpoint: str, connections: int, duration: float) -> WrkRun:
         """One wrk run, with the CPU the server and other processes used and the mean batch size."""
-        clocks = lambda: (server.cpu_seconds(), wrk_cpu_seconds(), machine_cpu_seconds(), time.monotonic())  # noqa: E731
-        batches, before = batch_counters(server, endpoint), clocks()
+        batches, before = batch_counters(server, endpoint), clocks(server)
         try:
             wrk = run_wrk(server.url, endpoint, self.files[endpoint], connections, duration)
         except RuntimeError as error:
             state = "running" if server.process.poll() is None else f"exited ({server.process.returncode})"
             raise RuntimeError(f"{error}; the server is {state}") from error
-        busy, wrk_busy, machine, elapsed = (b - a for a, b in zip(before, clocks(), strict=True))
+        busy, wrk_busy, machine, elapsed = (b - a for a, b in zip(before, clocks(server), strict=True))
         others = max(0.0, 100 * (machine - busy - wrk_busy) / elapsed)
         size, calls = (b - a for a, b in zip(batches, batch_counters(server, endpoint), strict=True))
         cpu = {"server_cpu_percent": round(100 * busy / elapsed, 1), "other_cpu_percent": round(others, 1)}
-        return replace(
-            wrk, **cpu, mean_batch_size=round(size / calls, 2) if calls else None, attempts=attempt
-        )
+        return replace(wrk, **cpu, mean_batch_size=round(size / calls, 2) if calls else None)
 
     def settle(self, server: Server) -> bool:
         """True once a request queued behind any backlog answers within SETTLE_S seconds."""
@@ -188,9 +169,11 @@ def py_spy() -> str | None:
     return shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
 
-def wrk_cpu_seconds() -> float:
-    """User plus system CPU time of this process's children that have been waited for: wrk's."""
-    return sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+def clocks(server: Server) -> tuple[float, float, float, float]:
+    """CPU seconds of the server, of wrk (this process's waited-for children) and of the whole
+    machine, and the time: what a run's CPU shares are computed from."""
+    wrk = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+    return server.cpu_seconds(), wrk, machine_cpu_seconds(), time.monotonic()
 
 
 def batch_counters(server: Server, endpoint: str) -> tuple[float, float]:
@@ -239,7 +222,6 @@ def arguments(module: str, doc: str | None, connections: list[int]) -> argparse.
     found.add_argument("--duration", type=float, default=10, help="seconds per measured run (default 10)")
     found.add_argument("--connections", type=lambda t: [int(c) for c in t.split(",")], default=connections)
     found.add_argument("--repeat", type=int, default=1, help="interleaved rounds, median figures")
-    found.add_argument("--retries", type=int, default=2, help="of runs disturbed by other processes")
     found.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="real server setting")
     found.add_argument("--real-root", type=Path, default=REPO, help="a checkout whose `app` is served")
     return found

@@ -43,7 +43,6 @@ class WrkRun:
     server_cpu_percent: float | None = None  # of one core
     other_cpu_percent: float | None = None  # processes other than the server and wrk, % of one core
     mean_batch_size: float | None = None  # requests per model call (the real server's)
-    attempts: int = 1
     rps_rounds: tuple[float, ...] = ()
     p99_rounds: tuple[float, ...] = ()
 
