@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import re
 import resource
@@ -29,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.bundle import ENCODERS_FILE
-from app.bundle_store import current_bundle_path
 from benchmarks import REPO, parser
 from benchmarks.servers import HOST, Server
+from benchmarks.wrk import known_ids, predict_body
 
 BOUND_S = 1.0  # /healthz, and recommendations' p99, under attack
 RSS_BOUND_MB = 1500
@@ -112,17 +110,9 @@ async def probes(port: int, seconds: float, every: float = 0.25) -> list[float]:
     return await asyncio.to_thread(run)
 
 
-def encoders(model_dir: Path) -> dict:
-    """The current bundle's encoders.json: its known user and movie ids."""
-    return json.loads((current_bundle_path(model_dir) / ENCODERS_FILE).read_text())
-
-
 def pairs_body(model_dir: Path, n: int) -> bytes:
     """A `/predict` body of `n` random known pairs."""
-    ids, rng = encoders(model_dir), np.random.default_rng(0)
-    users, movies = rng.choice(ids["users"], n).tolist(), rng.choice(ids["movies"], n).tolist()
-    pairs = [{"user_id": u, "movie_id": m} for u, m in zip(users, movies, strict=True)]
-    return json.dumps({"pairs": pairs}, separators=(",", ":")).encode()
+    return predict_body(*known_ids(model_dir), n, np.random.default_rng(0)).encode()
 
 
 def verdict(ok: bool, text: str) -> bool:
@@ -226,7 +216,7 @@ async def paced(port: int, users: list[int], seconds: float, rate: float = 50) -
 
 
 async def abandon(server: Server, model_dir: Path, n: int = 200, seconds: float = 20) -> bool:
-    body, users = request("POST", "/predict", pairs_body(model_dir, 10_000)), encoders(model_dir)["users"]
+    body, users = request("POST", "/predict", pairs_body(model_dir, 10_000)), known_ids(model_dir)[0]
     before = server.metric('model_batch_size_sum{kind="predict"}')
 
     async def hang_up() -> None:  # n requests sent at once, their clients gone 0.3 s later

@@ -24,12 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from app.bundle import ENCODERS_FILE
-from app.bundle_store import current_bundle_path
 from benchmarks import parser, save
 from benchmarks.servers import Server, postgres_database
 from benchmarks.training_speed import train
-from benchmarks.wrk import run_wrk
+from benchmarks.wrk import known_ids, run_wrk
 from training.evaluate import RELEVANT_STARS, ranking_metrics
 
 
@@ -53,11 +51,6 @@ def served(source: Path, ratings: pd.DataFrame, work: Path) -> Server:
     return Server(work / "models", {"STATE_DIR": str(work / "state"), "RELOAD_INTERVAL_S": "0"})
 
 
-def movies_of(model_dir: Path) -> list[int]:
-    """The movie ids the current bundle knows."""
-    return json.loads((current_bundle_path(model_dir) / ENCODERS_FILE).read_text())["movies"]
-
-
 def ndcg(server: Server, users: list[int], relevant: list[np.ndarray]) -> float:
     """NDCG@10 of the server's recommendations for `users`."""
     answers = [server.fetch(f"/users/{user}/recommendations?k=10")["recommendations"] for user in users]
@@ -76,7 +69,7 @@ def fold_in(args: argparse.Namespace) -> dict:
     results = {"users": len(kept), "first_half_movies_unknown_to_the_bundle": 0}
     with tempfile.TemporaryDirectory(prefix="fold-in-") as scratch:
         with served(args.data_dir, others, without := Path(scratch) / "without") as server:
-            catalogue = set(movies_of(without / "models"))
+            catalogue = set(known_ids(without / "models")[1])
             popular_tops = []
             for user in kept:
                 mine = first[first.userId == user]
@@ -100,7 +93,7 @@ def fold_in(args: argparse.Namespace) -> dict:
 
 def writes(args: argparse.Namespace) -> dict:
     """Each engine in turn under the same wrk load of new ratings."""
-    movies, rng, results = movies_of(args.model_dir), np.random.default_rng(7), {}
+    movies, rng, results = known_ids(args.model_dir)[1], np.random.default_rng(7), {}
     with tempfile.TemporaryDirectory(prefix="writes-") as scratch:
         lines, users = Path(scratch) / "writes.txt", rng.integers(10**9, 2 * 10**9, 200_000)
         rated = rng.choice(movies, len(users)), rng.integers(1, 11, len(users)) / 2  # (movie, stars)

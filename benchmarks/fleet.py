@@ -29,7 +29,6 @@ from typing import Any
 
 import httpx
 
-from app.bundle import ENCODERS_FILE
 from app.bundle_store import current_bundle_path, point_current
 from benchmarks import REPO, log, parser, save
 from benchmarks.servers import (
@@ -43,7 +42,7 @@ from benchmarks.servers import (
     process_cpu_seconds,
     stop,
 )
-from benchmarks.wrk import WrkRun, run_wrk, write_load_files
+from benchmarks.wrk import WrkRun, known_ids, run_wrk, write_load_files
 
 NGINX_CONF = REPO / "deploy" / "nginx" / "nginx.conf"
 COMPOSE_SERVER = re.compile(r"^(?P<indent>[ \t]*)server api:8000 resolve (?P<params>[^;]*);$", re.M)
@@ -201,9 +200,7 @@ class Fleet:
 
     def __init__(self, args: Any, work: Path, database_url: str) -> None:
         self.args, self.work, self.models = args, work, copy_models(args.model_dir, work / "models")
-        self.files = write_load_files(current_bundle_path(self.models), work)
-        encoders = json.loads((current_bundle_path(self.models) / ENCODERS_FILE).read_text())
-        self.movies = encoders["movies"][:100]
+        self.files, self.movies = write_load_files(self.models, work), known_ids(self.models)[1][:100]
         self.env = {"DATABASE_URL": database_url, "RELOAD_INTERVAL_S": str(args.reload_interval)}
         self.starts, self.cpu_at_stop = 0, {}
         started = [self.start(i, free_port()) for i in range(args.replicas)]  # loading side by side

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from app.bundle import ENCODERS_FILE, METADATA_FILE
+from app.bundle import METADATA_FILE
 from app.bundle_store import CURRENT, current_bundle_path
 from benchmarks import REPO, RESULTS, log, parser, report, save, stamp, training_speed
 from benchmarks.servers import Server, machine_cpu_seconds
-from benchmarks.wrk import ENDPOINTS, ERROR_FIELDS, INSTALL_HINT, WrkRun, run_wrk, write_load_files
+from benchmarks.wrk import ENDPOINTS, ERROR_FIELDS, INSTALL_HINT, WrkRun, known_ids, run_wrk, write_load_files
 
 OTHERS_LIMIT_PERCENT = 15.0  # CPU (% of a core) of other processes above which a run is not clean
 SETTLE_S = 15.0  # a server whose backlog does not drain within this after a run is restarted
@@ -67,10 +67,9 @@ class ServerResult:
 class Bench:
     """Measures one server at a time against the same load files, under the same rules."""
 
-    def __init__(self, args: argparse.Namespace, folder: Path, bundle: Path) -> None:
+    def __init__(self, args: argparse.Namespace, folder: Path) -> None:
         self.args, self.folder, self.stamp = args, folder, stamp()
-        self.files = write_load_files(bundle, folder)
-        users = json.loads((bundle / ENCODERS_FILE).read_text())["users"]
+        self.files, users = write_load_files(args.model_dir, folder), known_ids(args.model_dir)[0]
         picked = np.random.default_rng(7).choice(len(users), min(6, len(users)), replace=False)
         self.check_users = sorted({users[0], *(users[i] for i in picked)})
         self.check_body = json.loads(self.files["predict"].read_text().splitlines()[0])
@@ -262,7 +261,7 @@ def session(args: argparse.Namespace, profile=False) -> Iterator[tuple[Bench, di
         "bundle": {"path": bundle, "version": metadata["version"], "data": metadata.get("data")},
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
-        yield Bench(args, Path(folder), bundle), document
+        yield Bench(args, Path(folder)), document
 
 
 def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:

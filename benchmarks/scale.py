@@ -8,6 +8,7 @@ measured at once.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -19,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from app.bundle_store import current_bundle_path
-from benchmarks import log, parser, save
-from benchmarks.servers import Server
+from benchmarks import REPO, log, parser, save
+from benchmarks.load import Bench
 from benchmarks.synthetic import generate
 from benchmarks.training_speed import train
-from benchmarks.wrk import ENDPOINTS, run_wrk, write_load_files
+from benchmarks.wrk import ENDPOINTS
 
 ML25M = {"users": 162_541, "movies": 59_047, "ratings": 25_000_095}
 TRAIN_ARGS = "--members 1 --epochs 1 --batch-size 4096 --learning-rate 5e-3 --evaluation-users 2000"
@@ -45,20 +46,14 @@ def shape(ratings: int) -> dict[str, int]:
     }
 
 
-def serve(model_dir: Path, work: Path, duration: float) -> dict[str, Any]:
-    """Ready time, RSS, and each endpoint at 32 connections with the requests per second per core."""
-    files = write_load_files(current_bundle_path(model_dir), work)
-    with Server(model_dir, {"RELOAD_INTERVAL_S": "0"}, log_dir=work) as server:
-        result: dict[str, Any] = {"ready_s": round(server.ready_seconds, 2), "rss_mb": server.memory_mb()}
-        for endpoint in ENDPOINTS:
-            run_wrk(server.url, endpoint, files[endpoint], 8, 2)  # warm-up
-            before = server.cpu_seconds()
-            run = run_wrk(server.url, endpoint, files[endpoint], 32, duration)
-            cores = (server.cpu_seconds() - before) / run.seconds
-            per_core = round(run.requests_per_s / cores, 1) if cores else None
-            result[endpoint] = asdict(run) | {"cores": round(cores, 2), "per_core": per_core}
-        result["peak_rss_mb"], result["load_average"] = server.memory_mb()[0], os.getloadavg()
-    return result
+def serve(models: Path, work: Path, duration: float) -> dict[str, Any]:
+    """The real server measured as the load benchmark measures it, at 32 connections, with the
+    requests per second per core of the server's CPU."""
+    bench = Bench(argparse.Namespace(model_dir=models, real_root=REPO, duration=duration), work)
+    result = bench.measure("real", [(endpoint, 32) for endpoint in ENDPOINTS], {"RELOAD_INTERVAL_S": "0"})
+    runs = [run for run in result.runs if run.server_cpu_percent]
+    per_core = {run.endpoint: round(100 * run.requests_per_s / run.server_cpu_percent, 1) for run in runs}
+    return asdict(result) | {"per_core": per_core, "load_average": os.getloadavg()}
 
 
 def main(argv: list[str] | None = None) -> int:

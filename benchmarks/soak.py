@@ -39,7 +39,7 @@ def soak(model_dir: Path, minutes: float, seconds: float, connections: int, swap
     with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
         models = copy_models(model_dir, Path(scratch) / "models")
         files, first = (
-            write_load_files(current_bundle_path(models), Path(scratch)),
+            write_load_files(models, Path(scratch)),
             current_bundle_path(models).name,
         )
         with Server(models, {"RELOAD_INTERVAL_S": "1"}, log_dir=Path(scratch)) as server:

@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                     failures[label] = str(error)
                 time.sleep(1)
     floor, results = median(floors), {label: median(rounds) for label, rounds in samples.items()}
-    lines = [f"Real server under each setting ({args.duration:g} s per run):", *report.runs_table(results)]
-    lines += ["", *report.servers_table(results), ""]
+    lines = [f"Real server under each setting ({args.duration:g} s per run):", report.runs_table(results)]
+    lines += ["", report.servers_table(results), ""]
     for label, result in results.items():
         ratio = next((r.vs_floor for r in report.ratios({"real": result, "floor": floor}) if r.vs_floor), "-")
         met = [t.met for t in report.targets(result, floor)]
