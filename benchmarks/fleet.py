@@ -14,12 +14,10 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,29 +71,15 @@ def nginx_command(conf: Path, *extra: str) -> list[str]:
     return ["nginx", *options, "-g", f"pid {folder / 'nginx.pid'};{' '.join(extra)}"]
 
 
-class Nginx:
+class Nginx(Server):
     """Debian's nginx in the foreground on a free loopback port, in front of `addresses`."""
 
     def __init__(self, addresses: Sequence[str], folder: Path) -> None:
-        self.folder, self.port, self.conf = folder, free_port(), folder / "nginx.conf"
-        self.url = f"http://{HOST}:{self.port}"
-        self.conf.write_text(nginx_config(addresses, folder, self.port))
-        with open(folder / "nginx.out", "wb") as out:
-            command = nginx_command(self.conf, "daemon off;")
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        deadline = time.monotonic() + 10
-        while not self.healthy():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"nginx did not start: {(folder / 'startup.log').read_text()[-2000:]}")
-            time.sleep(0.05)
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/nginx-health", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        self.folder, self.conf, port = folder, folder / "nginx.conf", free_port()
+        self.conf.write_text(nginx_config(addresses, folder, port))
+        command, ready = nginx_command(self.conf, "daemon off;"), "/nginx-health"
+        options = dict(module="nginx", command=command, ready_path=ready, port=port, ready_within=10)
+        super().__init__(folder, log_dir=folder, **options)
 
     def reconfigure(self, addresses: Sequence[str]) -> None:
         """New replica list; SIGHUP: new workers take it, old ones finish their requests."""
@@ -114,8 +98,8 @@ class Nginx:
                 continue
         return sum(map(process_cpu_seconds, pids))
 
-    def stop(self) -> None:
-        stop(self.process, signal.SIGQUIT)  # graceful: finish requests in flight
+    def stop(self, kill: bool = False) -> None:
+        stop(self.process, signal.SIGKILL if kill else signal.SIGQUIT)  # SIGQUIT: finish requests in flight
 
 
 @dataclass

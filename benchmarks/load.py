@@ -241,11 +241,8 @@ def session(args: argparse.Namespace, profile=False) -> Iterator[tuple[Bench, di
         raise SystemExit(INSTALL_HINT)
     if profile and py_spy() is None:
         raise SystemExit("--profile needs py-spy: pip install py-spy")
-    args.env, args.model_dir, args.real_root = (
-        parse_env(args.env),
-        args.model_dir.resolve(),
-        args.real_root.resolve(),
-    )
+    args.env, args.model_dir = parse_env(args.env), args.model_dir.resolve()
+    args.real_root = args.real_root.resolve()
     if not (args.real_root / "app" / "__main__.py").is_file():
         raise SystemExit(f"--real-root {args.real_root} has no app/__main__.py")
     if not (args.model_dir / CURRENT).exists():
@@ -271,9 +268,8 @@ def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
     for number in range(1, args.repeat + 1):
         for name in args.servers if number == 1 else [s for s in args.servers if s != "naive"]:
             log(f"=== round {number}/{args.repeat}: {name}")
-            env, profile = (
-                (args.env, args.profile and number == args.repeat) if name == "real" else ({}, False)
-            )
+            profile = name == "real" and args.profile and number == args.repeat
+            env = args.env if name == "real" else {}
             rounds.setdefault(name, []).append(bench.measure(name, plan, env, number == 1, profile))
             time.sleep(1)  # let the port and the cores go quiet between servers
     return {name: median(results) for name, results in rounds.items()}

@@ -5,7 +5,8 @@ such as `benchmarks.references floor`) on loopback and returns once /readyz answ
 (`ready_within=None`: at once, for a start that should fail). Its output goes to a log file, never
 a pipe, which the server could fill and block on. `root` serves another checkout's `module`
 (before/after comparisons), `prefix` goes before the command (`setpriv ...`), `port` restarts a
-replica where a proxy expects it. Leaving `with` stops it (SIGTERM, then SIGKILL after 15 s).
+replica where a proxy expects it; `command` runs another server (nginx) in place of Python, ready
+once `ready_path` answers 200. Leaving `with` stops it (SIGTERM, then SIGKILL after 15 s).
 
     with Server(model_dir, {"RELOAD_INTERVAL_S": "0"}) as server:
         server.fetch("/users/1/recommendations")
@@ -51,15 +52,18 @@ class Server(contextlib.AbstractContextManager):
         ready_within: float | None = 120.0,
         prefix: Sequence[str] = (),
         port: int | None = None,
+        command: Sequence[str] = (),
+        ready_path: str = "/readyz",
     ) -> None:
-        self.port = port or free_port()
+        self.port, self.ready_path = port or free_port(), ready_path
         self.url, self.ready_seconds = f"http://{HOST}:{self.port}", None
         name = "-".join([module.rpartition(".")[2], *args, str(self.port)])
         self.log_path = (log_dir or Path(tempfile.mkdtemp(prefix="server-"))) / f"{name}.log"
         environment = {**os.environ, "MODEL_DIR": str(model_dir), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         if root != REPO:  # its `module` first, this checkout's `benchmarks` after it
             environment["PYTHONPATH"] = os.pathsep.join([str(root), str(REPO)])
-        command = [*prefix, sys.executable, "-m", module, *args, "--host", HOST, "--port", str(self.port)]
+        own = [sys.executable, "-m", module, *args, "--host", HOST, "--port", str(self.port)]
+        command = [*prefix, *(command or own)]
         with open(self.log_path, "wb") as log:  # the child has its own copy of the descriptor
             self.started = time.monotonic()
             streams = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": log}
@@ -79,13 +83,13 @@ class Server(contextlib.AbstractContextManager):
         self.stop()
 
     def wait_ready(self, timeout: float) -> float:
-        """Seconds from process start to the first 200 from /readyz (RuntimeError with the log's tail
-        if the server exits or the deadline passes)."""
+        """Seconds from process start to the first 200 from /readyz, or `ready_path` (RuntimeError
+        with the log's tail if the server exits or the deadline passes)."""
         while time.monotonic() < self.started + timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log(20)}")
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
+                with urllib.request.urlopen(self.url + self.ready_path, timeout=1) as response:
                     if response.status == 200:
                         self.ready_seconds = time.monotonic() - self.started
                         return self.ready_seconds
