@@ -116,11 +116,8 @@ class Writer:
     def run(self, stop: threading.Event) -> None:
         with httpx.Client(base_url=self.url, timeout=10) as client:
             while not stop.is_set():
-                user, movie = (
-                    WRITER_USERS + self.sent // len(self.movies),
-                    self.movies[self.sent % len(self.movies)],
-                )
-                rating, self.sent = 0.5 + (self.sent % 10) / 2, self.sent + 1
+                movie, rating = self.movies[self.sent % len(self.movies)], 0.5 + (self.sent % 10) / 2
+                user, self.sent = WRITER_USERS + self.sent // len(self.movies), self.sent + 1
                 try:
                     status = client.put(f"/users/{user}/ratings/{movie}", json={"rating": rating}).status_code
                 except httpx.HTTPError as error:

@@ -47,14 +47,12 @@ class Reference:
             return
         tables = Tables.of(self.bundle.model)  # the trained tables, float32
         user, movie, user_bias, movie_bias = (
-            [np.asarray(m[role]) for m in tables.members] for role in MEMBER_ROLES
+            np.stack([m[role] for m in tables.members]) for role in MEMBER_ROLES
         )
-        self.user_vectors, self.movie_vectors = np.stack(user), np.stack(movie)  # (members, rows, dim)
-        self.user_bias, self.movie_bias = np.stack(user_bias)[..., 0], np.stack(movie_bias)[..., 0]
-        self.ranking_users, self.ranking_movies = (
-            np.asarray(tables.ranking_users),
-            np.asarray(tables.ranking_movies),
-        )
+        self.user_vectors, self.movie_vectors = user, movie  # (members, rows, dim)
+        self.user_bias, self.movie_bias = user_bias[..., 0], movie_bias[..., 0]
+        self.ranking_users = np.asarray(tables.ranking_users)
+        self.ranking_movies = np.asarray(tables.ranking_movies)
         self.ranking_scales = np.asarray(tables.ranking_scales)[:, 0]
         self.bundle = replace(self.bundle, model=None)  # nothing below calls Keras
         gc.collect()  # TensorFlow leaves ~400,000 long-lived objects each full collection would walk
