@@ -116,7 +116,7 @@ class Server(contextlib.AbstractContextManager):
         return peak, rss
 
     def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.pid)
+        return process_cpu_seconds(self.pid, missing_ok=False)
 
     def fetch(self, path: str, body: Any = None, timeout: float = 30.0) -> Any:
         """The decoded JSON answer to GET `path`, or to POST `path` with `body` as JSON."""
@@ -170,12 +170,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (all its threads) so far; 0 for one that has gone."""
+def process_cpu_seconds(pid: int, missing_ok: bool = True) -> float:
+    """User plus system CPU time of a process (all its threads) so far (0 for one that has gone, if
+    `missing_ok`: a server measured must not pass for idle once it has crashed)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except FileNotFoundError:
-        return 0.0
+        if missing_ok:
+            return 0.0
+        raise
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
