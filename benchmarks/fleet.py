@@ -161,7 +161,7 @@ class Phase:
         """A line per run, in the columns of `COLUMNS`."""
         cpu = f"{self.replica_cpu_percent:>6.0f}{self.proxy_cpu_percent:>7.0f}{self.other_cpu_percent:>7.0f}"
         return [
-            f"{self.name:<22}{r.endpoint:<16}{self.replicas:>3}{r.requests_per_s:>9.1f}{r.p99_text:>9}"
+            f"{self.name:<28}{r.endpoint:<16}{self.replicas:>3}{r.requests_per_s:>9.1f}{r.p99_text:>9}"
             f"{r.errors:>7}{cpu}{self.per_core(r):>10.0f}{self.load_average[0]:>6.2f}"
             for r in self.runs
         ]
@@ -171,9 +171,7 @@ class Phase:
         return asdict(self) | {"runs": runs, "failed": self.failed}
 
 
-COLUMNS = (
-    "phase                 endpoint        n    req/s   p99 ms failed  api% proxy% other%  per core load"
-)
+COLUMNS = f"{'phase':<28}endpoint        n    req/s   p99 ms failed  api% proxy% other%  per core load"
 
 
 class Fleet:
@@ -312,6 +310,7 @@ def run(args: Any, work: Path, database_url: str) -> dict[str, Any]:
     }
     writes = {"sent": writer.sent, "acknowledged": len(writer.acknowledged), "failed": dict(writer.failed)}
     print("\n".join([COLUMNS, *(row for phase in capacity + events for row in phase.rows())]))
+    print("\n".join(f"{phase.name}: {json.dumps(phase.events)}" for phase in events))
     print(f"writes: {json.dumps(writes)}, {len(missing)} missing; RSS (peak, now) MB: {rss} -> {rss_after}")
     print("\n".join(f"{'ok  ' if passed else 'FAIL'} {check}" for check, passed in checks.items()))
     return {
