@@ -192,14 +192,9 @@ def machine_cpu_seconds() -> float:
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
     """The URL of a database in a throwaway PostgreSQL cluster (`tests/support/postgres.py`)."""
-    from tests.support.postgres import PostgresCluster, find_binaries
+    from tests.support.postgres import find_binaries, running_cluster
 
     if (binaries := find_binaries()) is None:
         raise SystemExit("PostgreSQL is not installed: `apt-get install -y postgresql` (Debian/Ubuntu)")
-    cluster = PostgresCluster(binaries)
-    try:
-        cluster.init()
-        cluster.start()
+    with running_cluster(binaries) as cluster:
         yield cluster.new_database()
-    finally:
-        cluster.destroy()
