@@ -4,11 +4,14 @@
     python -m benchmarks.feedback writes --model-dir DIR [--connections 32 --duration 10]
 
 `fold-in`: seeded users taken out of the data set, a bundle trained without them; the older half
-of each one's ratings goes in through `POST /users/{id}/ratings`, and the fold-in recommendations
-are scored against the newer half (relevant: 4 stars or more) by the evaluation's own NDCG@10,
-beside most-popular on the same users and candidates, and beside a bundle trained with the older
-halves inside. `writes`: `PUT /users/{id}/ratings/{movie}` under wrk, each request a new (user,
-movie, stars), on SQLite and on PostgreSQL (a throwaway cluster). Details: benchmarks/README.md.
+of each one's ratings (ties in file order) goes in through `POST /users/{id}/ratings`, and the
+fold-in recommendations are scored against the newer half (relevant: 4 stars or more; candidates:
+every movie not in the older half) by the evaluation's own NDCG@10, beside most-popular (most
+ratings in the training data) on the same users and candidates, and beside a bundle trained with
+the older halves inside (the same users as users the model was trained on).
+
+`writes`: `PUT /users/{id}/ratings/{movie}` under wrk, each request a new (user, movie, stars), on
+SQLite and on PostgreSQL (a throwaway cluster). Details: the README's Feedback section.
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ def fold_in(args: argparse.Namespace) -> dict:
                 ]
                 for start in range(0, len(items), 1000):  # the route takes 1 to 1,000 a request
                     server.fetch(f"/users/{user}/ratings", {"ratings": items[start : start + 1000]})
-                popular_tops.append([m for m in popular if m not in set(mine.movieId)][:10])
+                seen = set(mine.movieId)
+                popular_tops.append([m for m in popular if m not in seen][:10])
             results["fold_in_ndcg@10"] = ndcg(server, kept, relevant)
         results["most_popular_ndcg@10"] = ranking_metrics(np.array(popular_tops), relevant, 10)["ndcg@10"]
         results["ratio"] = results["fold_in_ndcg@10"] / results["most_popular_ndcg@10"]
