@@ -2,29 +2,18 @@
 
     python -m benchmarks.attacks --model-dir DIR [scenario ...] [--root CHECKOUT]
 
-Each scenario starts its own `python -m app` (`benchmarks.servers.Server`; `--root` serves another
+Each scenario (idle, slow, header, bodies, abandon, honest, sigterm: what each does and its bound
+are in the README's Reliability section) starts its own `python -m app` (`--root` serves another
 checkout's, for before/after figures), attacks it over raw sockets from this process's event loop
-(/healthz is probed from a thread, so this busy loop does not delay it), prints what it measured
-and PASS or FAIL against the bounds of issue 14:
-
-- `idle`, `slow`: 10,000 sockets held idle, or sending a header a byte a second: /healthz within 1 s;
-- `header`: a 96 MB header that never ends (/healthz within 1 s meanwhile), a whole 10 MB one (431);
-- `bodies`: 1,000 bodies of 1.99 MB at once: RSS under 1.5 GB, and within 150 MB of its start after;
-- `abandon`: 200 `/predict` of 10,000 pairs whose clients hang up after 0.3 s: recommendations
-  (50/s, each on time whatever the others do) with a p99 under 1 s, the abandoned never computed;
-- `honest`: 32 clients sending 10,000 pairs each, 10 s: /healthz within 1 s, `/predict`'s p99;
-- `sigterm`: 64 heavy requests fully sent, then SIGTERM: every one answered (none reset), /readyz
-  503 at once, exit status 0 within SHUTDOWN_GRACE_S.
-
-Its helpers (`request`, `send`, `answer`, `probe`, ...) serve `tests/app/test_connections.py` too.
+(/healthz is probed from a thread, so this busy loop does not delay it), and prints what it
+measured and PASS or FAIL. Its helpers (`request`, `send`, `answer`, `probe`, ...) serve
+`tests/app/test_connections.py` too.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import re
 import resource
@@ -32,7 +21,6 @@ import signal
 import socket
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -40,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.bundle import ENCODERS_FILE
-from app.bundle_store import current_bundle_path
-from benchmarks.servers import HOST, REPO, Server
+from benchmarks import REPO, parser
+from benchmarks.servers import HOST, Server
+from benchmarks.wrk import known_ids, predict_body
 
 BOUND_S = 1.0  # /healthz, and recommendations' p99, under attack
 RSS_BOUND_MB = 1500
@@ -71,6 +59,17 @@ async def answer(reader: asyncio.StreamReader, timeout: float = 30) -> tuple[int
             return int(head.split(b" ", 2)[1]), body
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
         return None, b""
+
+
+async def exchange(port: int, data: bytes, timeout: float = 60) -> int | None:
+    """The status of one request on a connection of its own; None if refused, closed or reset."""
+    try:
+        reader, writer = await send(port, data)
+    except OSError:
+        return None
+    status, _ = await answer(reader, timeout)
+    writer.transport.abort()
+    return status
 
 
 async def closed_after(reader: asyncio.StreamReader, timeout: float) -> float | None:
@@ -111,25 +110,9 @@ async def probes(port: int, seconds: float, every: float = 0.25) -> list[float]:
     return await asyncio.to_thread(run)
 
 
-def encoders(model_dir: Path) -> dict:
-    return json.loads((current_bundle_path(model_dir) / ENCODERS_FILE).read_text())
-
-
 def pairs_body(model_dir: Path, n: int) -> bytes:
     """A `/predict` body of `n` random known pairs."""
-    ids, rng = encoders(model_dir), np.random.default_rng(0)
-    users, movies = rng.choice(ids["users"], n).tolist(), rng.choice(ids["movies"], n).tolist()
-    pairs = [{"user_id": u, "movie_id": m} for u, m in zip(users, movies, strict=True)]
-    return json.dumps({"pairs": pairs}, separators=(",", ":")).encode()
-
-
-def metric(server: Server, name: str) -> float:
-    """A sample's value from /metrics (`name` with its labels, as printed), 0 if absent."""
-    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return predict_body(*known_ids(model_dir), n, np.random.default_rng(0)).encode()
 
 
 def verdict(ok: bool, text: str) -> bool:
@@ -197,9 +180,7 @@ async def header(server: Server, model_dir: Path) -> bool:
         return sent
 
     sent, seen = await asyncio.gather(endless(), probes(server.port, 5))
-    reader, writer = await send(server.port, request("GET", "/", headers=f"x-big: {'a' * (10 << 20)}\r\n"))
-    status, _ = await answer(reader)
-    writer.transport.abort()
+    status = await exchange(server.port, request("GET", "/", headers=f"x-big: {'a' * (10 << 20)}\r\n"), 30)
     print(f"  a header that never ends: {sent >> 20} MB sent; /healthz meanwhile: {spread(seen)}")
     print(f"  a whole 10 MB header: status {status}; RSS (peak, now) {server.memory_mb()} MB")
     return verdict(max(seen) < BOUND_S and status == 431, "/healthz within 1 s, and 431 for 10 MB")
@@ -207,17 +188,8 @@ async def header(server: Server, model_dir: Path) -> bool:
 
 async def bodies(server: Server, model_dir: Path, n: int = 1000) -> bool:
     start, body = server.memory_mb()[1], request("POST", "/predict", pairs_body(model_dir, 58_000))
-    statuses: Counter[int | None] = Counter()  # 58,000 pairs: just under MAX_BODY_BYTES
-
-    async def one() -> None:
-        try:
-            reader, writer = await send(server.port, body)
-            statuses[(await answer(reader, 60))[0]] += 1
-            writer.transport.abort()
-        except OSError:
-            statuses[None] += 1
-
-    await asyncio.gather(*(one() for _ in range(n)))
+    # 58,000 pairs: just under MAX_BODY_BYTES
+    statuses = Counter(await asyncio.gather(*(exchange(server.port, body) for _ in range(n))))
     peak = server.memory_mb()[0]
     await asyncio.sleep(10)
     after = server.memory_mb()[1]
@@ -237,20 +209,15 @@ async def paced(port: int, users: list[int], seconds: float, rate: float = 50) -
 
     async def one(at: float) -> float:
         await asyncio.sleep(at - time.monotonic())
-        try:
-            reader, writer = await send(port, request("GET", f"/users/{rng.choice(users)}/recommendations"))
-            status, _ = await answer(reader, 30)
-            writer.transport.abort()
-        except OSError:
-            status = None
+        status = await exchange(port, request("GET", f"/users/{rng.choice(users)}/recommendations"), 30)
         return time.monotonic() - at if status == 200 else 30.0
 
     return await asyncio.gather(*(one(started + i / rate) for i in range(int(seconds * rate))))
 
 
 async def abandon(server: Server, model_dir: Path, n: int = 200, seconds: float = 20) -> bool:
-    body, users = request("POST", "/predict", pairs_body(model_dir, 10_000)), encoders(model_dir)["users"]
-    before = metric(server, 'model_batch_size_sum{kind="predict"}')
+    body, users = request("POST", "/predict", pairs_body(model_dir, 10_000)), known_ids(model_dir)[0]
+    before = server.metric('model_batch_size_sum{kind="predict"}')
 
     async def hang_up() -> None:  # n requests sent at once, their clients gone 0.3 s later
         clients = await asyncio.gather(*(asyncio.open_connection(HOST, server.port) for _ in range(n)))
@@ -266,7 +233,7 @@ async def abandon(server: Server, model_dir: Path, n: int = 200, seconds: float 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as own:
         measured = asyncio.get_running_loop().run_in_executor(own, run_paced, server.port, users, seconds)
         recommended, _ = await asyncio.gather(measured, hang_up())
-    computed = metric(server, 'model_batch_size_sum{kind="predict"}') - before
+    computed = server.metric('model_batch_size_sum{kind="predict"}') - before
     p99 = float(np.percentile(recommended, 99))
     print(f"  {n} abandoned /predict of 10,000 pairs: {computed:.0f} computed")
     print(f"  recommendations, 50/s for {seconds:.0f} s: p99 {p99:.3f} s, {spread(recommended)}")
@@ -279,9 +246,7 @@ async def honest(server: Server, model_dir: Path, clients: int = 32, seconds: fl
     async def client(until: float) -> None:
         while time.monotonic() < until:
             started = time.monotonic()
-            reader, writer = await send(server.port, body)
-            statuses[(await answer(reader, 60))[0]] += 1
-            writer.transport.abort()
+            statuses[await exchange(server.port, body)] += 1
             latencies.append(time.monotonic() - started)
 
     until = time.monotonic() + seconds
@@ -321,14 +286,16 @@ SCENARIOS: dict[str, Callable] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.attacks", description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", type=Path, required=True, help="a model folder with a current bundle")
-    parser.add_argument("--root", type=Path, default=REPO, help="the checkout to serve (before/after)")
-    parser.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)")
-    args = parser.parse_args(argv)
+    arguments = parser("attacks", __doc__)
+    arguments.add_argument(
+        "--model-dir", type=Path, required=True, help="a model folder with a current bundle"
+    )
+    arguments.add_argument("--root", type=Path, default=REPO, help="the checkout to serve (before/after)")
+    arguments.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)")
+    args = arguments.parse_args(argv)
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
-        parser.error(f"unknown scenario {', '.join(sorted(unknown))}; there are {', '.join(SCENARIOS)}")
+        arguments.error(f"unknown scenario {', '.join(sorted(unknown))}; there are {', '.join(SCENARIOS)}")
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 10,000 sockets and more
     results = {}

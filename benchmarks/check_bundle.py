@@ -14,7 +14,6 @@ within 0.005) and the RMSE is at most --max-rmse if given, 1 if not, 2 for unusa
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,9 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks import parser
+
 MODEL, ENCODERS, METADATA = "model.keras", "encoders.json", "metadata.json"  # as app.bundle names them
 K = 10
 RELEVANT_STARS = 4.0
+BATCH_SIZE = 65536  # pairs per model.predict call
 TOLERANCES = {"rmse": 1e-4, f"ndcg@{K}": 0.005, f"precision@{K}": 0.005, f"recall@{K}": 0.005}
 
 
@@ -80,7 +82,9 @@ def movies_of(rows: np.ndarray, users: np.ndarray, movies: np.ndarray, wanted: n
     return [movies[rows[start:end]] for start, end in zip(starts, ends, strict=True)]
 
 
-def recheck(bundle: Path, ratings: pd.DataFrame, rank_by: str | None, batch_size: int) -> dict[str, float]:
+def recheck(
+    bundle: Path, ratings: pd.DataFrame, rank_by: str | None, batch_size=BATCH_SIZE
+) -> dict[str, float]:
     import keras
 
     metadata = json.loads((bundle / METADATA).read_text())
@@ -123,18 +127,17 @@ def recheck(bundle: Path, ratings: pd.DataFrame, rank_by: str | None, batch_size
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser("python -m benchmarks.check_bundle", description=__doc__.split("\n")[0])
-    parser.add_argument("--bundle", type=Path, default=Path("models/current"), help="bundle folder")
-    parser.add_argument("--data-dir", type=Path, required=True, help="MovieLens folder or .zip")
-    parser.add_argument("--rank-by", choices=["rating", "ranking"], help="default: ranking, if any")
-    parser.add_argument("--tolerance", type=float, default=TOLERANCES["rmse"], help="for the RMSE (stars)")
-    parser.add_argument("--max-rmse", type=float, help="also fail when the RMSE is above this (stars)")
-    parser.add_argument("--batch-size", type=int, default=65536, help="pairs per model.predict batch")
-    args = parser.parse_args(argv)
+    arguments = parser("check_bundle", __doc__)
+    arguments.add_argument("--bundle", type=Path, default=Path("models/current"), help="bundle folder")
+    arguments.add_argument("--data-dir", type=Path, required=True, help="MovieLens folder or .zip")
+    arguments.add_argument("--rank-by", choices=["rating", "ranking"], help="default: ranking, if any")
+    arguments.add_argument("--tolerance", type=float, default=TOLERANCES["rmse"], help="for the RMSE (stars)")
+    arguments.add_argument("--max-rmse", type=float, help="also fail when the RMSE is above this (stars)")
+    args = arguments.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         recorded = json.loads((args.bundle / METADATA).read_text())["metrics"]["model"]
-        figures = recheck(args.bundle.resolve(), read_ratings(args.data_dir), args.rank_by, args.batch_size)
+        figures = recheck(args.bundle.resolve(), read_ratings(args.data_dir), args.rank_by)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         print(f"check failed: {error!r}", file=sys.stderr)
         return 2

@@ -8,40 +8,34 @@ What it measures and reports: benchmarks/README.md. `benchmarks.sweep` reuses it
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
-import platform
-import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import timeit
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.bundle import ENCODERS_FILE, METADATA_FILE
+from app.bundle import METADATA_FILE
 from app.bundle_store import CURRENT, current_bundle_path
-from benchmarks import RESULTS, report, save, stamp, training_speed
-from benchmarks.servers import REPO, Server, children_cpu_seconds, machine_cpu_seconds
-from benchmarks.wrk import ENDPOINTS, ERROR_FIELDS, INSTALL_HINT, WrkRun, run_wrk, write_load_files
+from benchmarks import REPO, RESULTS, log, parser, report, save, stamp, training_speed
+from benchmarks.servers import Server, machine_cpu_seconds
+from benchmarks.wrk import ENDPOINTS, ERROR_FIELDS, INSTALL_HINT, WrkRun, known_ids, run_wrk, write_load_files
 
 OTHERS_LIMIT_PERCENT = 15.0  # CPU (% of a core) of other processes above which a run is not clean
-RETRY_PAUSE_S = 20.0
 SETTLE_S = 15.0  # a server whose backlog does not drain within this after a run is restarted
 WARMUP_S = 2.0
 NAIVE_MAX_S = 10.0  # the naive server's runs last min(--duration, this)
-log = functools.partial(print, file=sys.stderr, flush=True)
 ONE_BLAS_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
@@ -63,7 +57,7 @@ class ServerResult:
     rounds: int = 1
 
     def find(self, endpoint: str, connections: int) -> WrkRun | None:
-        return {(run.endpoint, run.connections): run for run in self.runs}.get((endpoint, connections))
+        return next((r for r in self.runs if (r.endpoint, r.connections) == (endpoint, connections)), None)
 
     def note(self, text: str) -> None:
         log(f"[{self.name}] {text}")
@@ -73,10 +67,9 @@ class ServerResult:
 class Bench:
     """Measures one server at a time against the same load files, under the same rules."""
 
-    def __init__(self, args: argparse.Namespace, folder: Path, bundle: Path, stamp: str) -> None:
-        self.args, self.folder, self.stamp = args, folder, stamp
-        self.files = write_load_files(bundle, folder)
-        users = json.loads((bundle / ENCODERS_FILE).read_text())["users"]
+    def __init__(self, args: argparse.Namespace, folder: Path) -> None:
+        self.args, self.folder, self.stamp = args, folder, stamp()
+        self.files, users = write_load_files(args.model_dir, folder), known_ids(args.model_dir)[0]
         picked = np.random.default_rng(7).choice(len(users), min(6, len(users)), replace=False)
         self.check_users = sorted({users[0], *(users[i] for i in picked)})
         self.check_body = json.loads(self.files["predict"].read_text().splitlines()[0])
@@ -94,7 +87,7 @@ class Bench:
 
     def measure(self, name: str, plan: list, env: dict, answers=False, profile=False) -> ServerResult:
         """Starts the server, runs `plan` [(endpoint, connections)], a warm-up first per endpoint,
-        optionally profiles, stops it."""
+        restarts it after a run whose backlog does not drain, optionally profiles, stops it."""
         duration = min(self.args.duration, NAIVE_MAX_S) if name == "naive" else self.args.duration
         speed, server = cpu_speed(), self.start(name, env)
         result = ServerResult(name, env, round(server.ready_seconds or 0.0, 3), cpu_speed=[speed])
@@ -104,10 +97,13 @@ class Bench:
             for i, (endpoint, connections) in enumerate(plan):
                 if name != "naive" and endpoint not in [e for e, _ in plan[:i]]:
                     self.run(server, endpoint, min(connections, 8), WARMUP_S)
-                result.runs.append(self.retried(server, result, endpoint, connections, duration))
+                result.runs.append(run := self.run(server, endpoint, connections, duration))
+                log(f"[{name}] {report.run_line(run)}")
+                if run.other_cpu_percent > OTHERS_LIMIT_PERCENT:  # the machine is shared
+                    busy = f"other processes used {run.other_cpu_percent:.0f}% of a core"
+                    result.note(f"{endpoint} c={connections}: {busy}: its figures are not clean")
                 if not self.settle(server):  # a backlog that would leak into the next run
-                    late = f"backlog not drained in {SETTLE_S:.0f} s"
-                    result.note(f"restarted after {endpoint} c={connections}: {late}")
+                    result.note(f"restarted after {endpoint} c={connections}: backlog still there")
                     result.peak_rss_mb = max(result.peak_rss_mb, server.memory_mb()[0])
                     server.stop(kill=True)
                     server, result.restarts = self.start(name, env), result.restarts + 1
@@ -123,42 +119,19 @@ class Bench:
         result.cpu_speed.append(cpu_speed())
         return result
 
-    def retried(
-        self, server: Server, result: ServerResult, endpoint: str, connections: int, duration: float
-    ) -> WrkRun:
-        """A run, again after a pause (up to --retries times) while other processes were busy."""
-        for attempt in range(1, self.args.retries + 2):
-            run = self.run(server, endpoint, connections, duration, attempt)
-            log(f"[{result.name}] {report.run_line(run)}")
-            if run.other_cpu_percent <= OTHERS_LIMIT_PERCENT:
-                return run
-            if attempt <= self.args.retries:
-                log(f"[{result.name}] other processes were busy: again in {RETRY_PAUSE_S:.0f} s")
-                self.settle(server)
-                time.sleep(RETRY_PAUSE_S)
-        busy = f"other processes used {run.other_cpu_percent:.0f}% of a core in {attempt} run(s)"
-        result.note(f"{endpoint} c={connections}: {busy}: its figures are not clean")
-        return run
-
-    def run(self, server: Server, endpoint: str, connections: int, duration: float, attempt=0) -> WrkRun:
+    def run(self, server: Server, endpoint: str, connections: int, duration: float) -> WrkRun:
         """One wrk run, with the CPU the server and other processes used and the mean batch size."""
-        kind = "recommend" if endpoint == "recommendations" else "predict"
-        batches, started = batch_counters(server, kind), time.monotonic()
-        server_before, wrk_before = server.cpu_seconds(), children_cpu_seconds()
-        machine_before = machine_cpu_seconds()
+        batches, before = batch_counters(server, endpoint), clocks(server)
         try:
             wrk = run_wrk(server.url, endpoint, self.files[endpoint], connections, duration)
         except RuntimeError as error:
             state = "running" if server.process.poll() is None else f"exited ({server.process.returncode})"
             raise RuntimeError(f"{error}; the server is {state}") from error
-        elapsed = time.monotonic() - started
-        busy, wrk_busy = server.cpu_seconds() - server_before, children_cpu_seconds() - wrk_before
-        others = max(0.0, 100 * (machine_cpu_seconds() - machine_before - busy - wrk_busy) / elapsed)
-        after = batch_counters(server, kind)
-        calls = after[1] - batches[1] if after and batches else 0
-        mean_batch = round((after[0] - batches[0]) / calls, 2) if calls else None
+        busy, wrk_busy, machine, elapsed = (b - a for a, b in zip(before, clocks(server), strict=True))
+        others = max(0.0, 100 * (machine - busy - wrk_busy) / elapsed)
+        size, calls = (b - a for a, b in zip(batches, batch_counters(server, endpoint), strict=True))
         cpu = {"server_cpu_percent": round(100 * busy / elapsed, 1), "other_cpu_percent": round(others, 1)}
-        return replace(wrk, **cpu, mean_batch_size=mean_batch, attempts=attempt)
+        return replace(wrk, **cpu, mean_batch_size=round(size / calls, 2) if calls else None)
 
     def settle(self, server: Server) -> bool:
         """True once a request queued behind any backlog answers within SETTLE_S seconds."""
@@ -195,15 +168,20 @@ def py_spy() -> str | None:
     return shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
 
-def batch_counters(server: Server, kind: str) -> tuple[float, float] | None:
-    """(sum, count) of the real server's model_batch_size histogram for `kind`; None elsewhere."""
+def clocks(server: Server) -> tuple[float, float, float, float]:
+    """CPU seconds of the server, of wrk (this process's waited-for children) and of the whole
+    machine, and the time: what a run's CPU shares are computed from."""
+    wrk = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+    return server.cpu_seconds(), wrk, machine_cpu_seconds(), time.monotonic()
+
+
+def batch_counters(server: Server, endpoint: str) -> tuple[float, float]:
+    """(sum, count) of the real server's model_batch_size histogram for `endpoint`; zeros elsewhere."""
+    kind = "recommend" if endpoint == "recommendations" else "predict"
     try:
-        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
-    found = dict(re.findall(rf'^model_batch_size_(sum|count){{kind="{kind}"}} (\S+)$', text, re.M))
-    return (float(found["sum"]), float(found["count"])) if len(found) == 2 else None
+        return tuple(server.metric(f'model_batch_size_{part}{{kind="{kind}"}}') for part in ("sum", "count"))
+    except OSError:  # the references have no /metrics
+        return 0.0, 0.0
 
 
 def cpu_speed() -> float:
@@ -235,16 +213,17 @@ def median(results: list[ServerResult]) -> ServerResult:
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser, connections: list[int]) -> None:
-    """The options load and sweep share."""
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("MOVIELENS_DIR"), help="to train")
-    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", "models")))
-    parser.add_argument("--duration", type=float, default=10, help="seconds per measured run (default 10)")
-    parser.add_argument("--connections", type=lambda t: [int(c) for c in t.split(",")], default=connections)
-    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds, median figures")
-    parser.add_argument("--retries", type=int, default=2, help="of runs disturbed by other processes")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="real server setting")
-    parser.add_argument("--real-root", type=Path, default=REPO, help="a checkout whose `app` is served")
+def arguments(module: str, doc: str | None, connections: list[int]) -> argparse.ArgumentParser:
+    """The parser with the options load and sweep share."""
+    found = parser(module, doc)
+    found.add_argument("--data-dir", type=Path, default=os.environ.get("MOVIELENS_DIR"), help="to train")
+    found.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", "models")))
+    found.add_argument("--duration", type=float, default=10, help="seconds per measured run (default 10)")
+    found.add_argument("--connections", type=lambda t: [int(c) for c in t.split(",")], default=connections)
+    found.add_argument("--repeat", type=int, default=1, help="interleaved rounds, median figures")
+    found.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="real server setting")
+    found.add_argument("--real-root", type=Path, default=REPO, help="a checkout whose `app` is served")
+    return found
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
@@ -255,9 +234,9 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 
 @contextmanager
-def session(args: argparse.Namespace, kind: str, profile=False) -> Iterator[tuple[Bench, dict[str, Any]]]:
+def session(args: argparse.Namespace, profile=False) -> Iterator[tuple[Bench, dict[str, Any]]]:
     """Checks the tools, trains a bundle if there is none, writes the load files; yields the bench
-    and the results document's start (what is measured, on what, with which sources)."""
+    and what the results record of the bundle and of the server's sources."""
     if shutil.which("wrk") is None:
         raise SystemExit(INSTALL_HINT)
     if profile and py_spy() is None:
@@ -268,24 +247,18 @@ def session(args: argparse.Namespace, kind: str, profile=False) -> Iterator[tupl
         raise SystemExit(f"--real-root {args.real_root} has no app/__main__.py")
     if not (args.model_dir / CURRENT).exists():
         log(f"no bundle at {args.model_dir / CURRENT}: training one (default configuration) ...")
-        log(f"trained in {training_speed.train(args.data_dir, args.model_dir).wall_seconds:.1f} s")
+        log(f"trained in {training_speed.train(args.data_dir, args.model_dir, []).wall_seconds:.1f} s")
     bundle = current_bundle_path(args.model_dir)
     metadata = json.loads((bundle / METADATA_FILE).read_text())
     digest = hashlib.sha256()
     for path in sorted((args.real_root / "app").rglob("*.py")):  # which server code was measured
         digest.update(str(path.relative_to(args.real_root)).encode() + path.read_bytes())
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     document = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([f"python -m benchmarks.{kind}", *sys.argv[1:]]),
-        "settings": vars(args),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
-        "sources": {"head": head.stdout.strip(), "app_sha256": digest.hexdigest()[:16]},
+        "sources": {"app_sha256": digest.hexdigest()[:16]},
         "bundle": {"path": bundle, "version": metadata["version"], "data": metadata.get("data")},
     }
-    RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
-        yield Bench(args, Path(folder), bundle, stamp()), document
+        yield Bench(args, Path(folder)), document
 
 
 def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
@@ -295,29 +268,26 @@ def compare(bench: Bench, args: argparse.Namespace) -> dict[str, ServerResult]:
     for number in range(1, args.repeat + 1):
         for name in args.servers if number == 1 else [s for s in args.servers if s != "naive"]:
             log(f"=== round {number}/{args.repeat}: {name}")
-            last = number == args.repeat
-            env, profile = (args.env, args.profile and last) if name == "real" else ({}, False)
+            profile = name == "real" and args.profile and number == args.repeat
+            env = args.env if name == "real" else {}
             rounds.setdefault(name, []).append(bench.measure(name, plan, env, number == 1, profile))
             time.sleep(1)  # let the port and the cores go quiet between servers
     return {name: median(results) for name, results in rounds.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser("python -m benchmarks.load", description=__doc__.split("\n\n")[0])
-    add_arguments(parser, [8, 32, 128])
-    parser.add_argument("--servers", type=lambda t: t.split(","), default=list(report.SERVERS))
-    parser.add_argument("--endpoints", type=lambda t: t.split(","), default=list(ENDPOINTS))
-    parser.add_argument("--profile", action="store_true", help="py-spy the real server at 32 connections")
-    args = parser.parse_args(argv)
+    found = arguments("load", __doc__, [8, 32, 128])
+    found.add_argument("--servers", type=lambda t: t.split(","), default=list(report.SERVERS))
+    found.add_argument("--endpoints", type=lambda t: t.split(","), default=list(ENDPOINTS))
+    found.add_argument("--profile", action="store_true", help="py-spy the real server at 32 connections")
+    args = found.parse_args(argv)
     if not set(args.servers) <= set(report.SERVERS) or not set(args.endpoints) <= set(ENDPOINTS):
-        parser.error(f"servers are among {report.SERVERS}, endpoints among {ENDPOINTS}")
-    with session(args, "load", args.profile) as (bench, document):
+        found.error(f"servers are among {report.SERVERS}, endpoints among {ENDPOINTS}")
+    with session(args, args.profile) as (bench, document):
         servers = compare(bench, args)
     print(report.comparison(servers, document["bundle"], args.duration))
     document |= {"servers": {name: asdict(s) for name, s in servers.items()}, **report.summary(servers)}
-    path = save("load", document, bench.stamp)
-    report.plot(servers, path.with_suffix(".png"), f"{document['bundle']['version']}, {os.cpu_count()} cores")
-    print(f"saved: {path.relative_to(REPO)}" + (" and its .png" if path.with_suffix(".png").exists() else ""))
+    print(f"saved: {save('load', args, document, bench.stamp).relative_to(REPO)}")
     return 0
 
 

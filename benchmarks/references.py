@@ -8,7 +8,6 @@ and why: benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import gc
 import os
@@ -28,8 +27,10 @@ from app.bundle_store import current_bundle_path
 from app.ranking import top_k_unseen
 from app.schemas import PredictBody, Predictions, Recommendations, Status
 from app.scoring import Tables
+from benchmarks import parser
 
 UNKNOWN = "unknown user_id or movie_id"
+FIELDS = ("rank", "movie_id", "title", "genres", "predicted_rating", "score", "because")
 K = Annotated[int, Query(ge=1, le=100, description="How many movies to return")]
 
 
@@ -46,14 +47,12 @@ class Reference:
             return
         tables = Tables.of(self.bundle.model)  # the trained tables, float32
         user, movie, user_bias, movie_bias = (
-            [np.asarray(m[role]) for m in tables.members] for role in MEMBER_ROLES
+            np.stack([m[role] for m in tables.members]) for role in MEMBER_ROLES
         )
-        self.user_vectors, self.movie_vectors = np.stack(user), np.stack(movie)  # (members, rows, dim)
-        self.user_bias, self.movie_bias = np.stack(user_bias)[..., 0], np.stack(movie_bias)[..., 0]
-        self.ranking_users, self.ranking_movies = (
-            np.asarray(tables.ranking_users),
-            np.asarray(tables.ranking_movies),
-        )
+        self.user_vectors, self.movie_vectors = user, movie  # (members, rows, dim)
+        self.user_bias, self.movie_bias = user_bias[..., 0], movie_bias[..., 0]
+        self.ranking_users = np.asarray(tables.ranking_users)
+        self.ranking_movies = np.asarray(tables.ranking_movies)
         self.ranking_scales = np.asarray(tables.ranking_scales)[:, 0]
         self.bundle = replace(self.bundle, model=None)  # nothing below calls Keras
         gc.collect()  # TensorFlow leaves ~400,000 long-lived objects each full collection would walk
@@ -80,58 +79,47 @@ class Reference:
         top = top_k_unseen(ranking[None], [rated], k)[0]
         top = top[top >= 0]
         logits = np.einsum("mkd,md->mk", self.movie_vectors[:, top], self.user_vectors[:, user])
-        ratings = (
-            1.0 / (1.0 + np.exp(-(logits + self.user_bias[:, user, None] + self.movie_bias[:, top])))
-        ).mean(0)
+        ratings = sigmoid(logits + self.user_bias[:, user, None] + self.movie_bias[:, top]).mean(0)
         return self.listing(user_id, top.tolist(), ratings, ranking[top])
 
     def listing(self, user_id: int, rows: list[int], ratings: np.ndarray, ranking: np.ndarray) -> Response:
-        """The answer, written straight to JSON: the least a correct server can do."""
         ids, titles, genres = self.encoders.movies, self.bundle.catalogue.titles, self.bundle.catalogue.genres
         stars = self.encoders.to_stars(ratings.astype(np.float64)).tolist()
-        found = [
-            {
-                "rank": n,
-                "movie_id": ids[r],
-                "title": titles[r],
-                "genres": genres[r],
-                "predicted_rating": round(s, 4),
-                "score": round(float(g), 6),
-                "because": None,
-            }
-            for n, (r, s, g) in enumerate(zip(rows, stars, ranking.tolist(), strict=True), start=1)
-        ]
-        body = {
-            "user_id": user_id,
-            "model_version": self.bundle.version,
-            "source": "model",
-            "recommendations": found,
-        }
-        return Response(orjson.dumps(body), media_type="application/json")
+        found = []
+        for n, (r, s, g) in enumerate(zip(rows, stars, ranking.tolist(), strict=True), start=1):
+            values = (n, ids[r], titles[r], genres[r], round(s, 4), round(float(g), 6), None)
+            found.append(dict(zip(FIELDS, values, strict=True)))
+        return self.json({"user_id": user_id, "source": "model", "recommendations": found})
 
-    def predict(self, body: PredictBody) -> dict[str, Any]:
+    def json(self, body: dict[str, Any]) -> Response:
+        """`body` with the bundle's version, written straight to JSON: the least a correct server can do."""
+        return Response(
+            orjson.dumps({"model_version": self.bundle.version, **body}), media_type="application/json"
+        )
+
+    def predict(self, body: PredictBody) -> Response:
         rows = [(self.user_rows.get(p.user_id), self.movie_rows.get(p.movie_id)) for p in body.pairs]
         known = [i for i, (u, m) in enumerate(rows) if u is not None and m is not None]
         users, movies = (np.array([rows[i][j] for i in known], dtype=np.int32) for j in (0, 1))
         if not known:
             scores = np.zeros(0)
         elif self.kind == "naive":
-            scores = self.bundle.model.predict(np.stack([users, movies], axis=1), verbose=0)[
-                RATING_OUTPUT
-            ].flatten()
+            pairs = np.stack([users, movies], axis=1)
+            scores = self.bundle.model.predict(pairs, verbose=0)[RATING_OUTPUT].flatten()
         else:
             logits = np.einsum("mpd,mpd->mp", self.user_vectors[:, users], self.movie_vectors[:, movies])
             logits += self.user_bias[:, users] + self.movie_bias[:, movies]
-            scores = (1.0 / (1.0 + np.exp(-logits))).mean(axis=0)
+            scores = sigmoid(logits).mean(axis=0)
         stars = dict(zip(known, self.encoders.to_stars(scores.astype(np.float64)).tolist(), strict=True))
         out = []
         for i, p in enumerate(body.pairs):
             rating, error = (round(stars[i], 4), None) if i in stars else (None, UNKNOWN)
             out.append(dict(user_id=p.user_id, movie_id=p.movie_id, predicted_rating=rating, error=error))
-        return Response(
-            orjson.dumps({"model_version": self.bundle.version, "predictions": out}),
-            media_type="application/json",
-        )
+        return self.json({"predictions": out})
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def create_app(kind: str, bundle_path: Path) -> FastAPI:
@@ -158,12 +146,12 @@ def on_loop(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.references", description="A reference server")
-    parser.add_argument("kind", choices=["naive", "floor"])
-    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", "models")))
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
+    arguments = parser("references", __doc__)
+    arguments.add_argument("kind", choices=["naive", "floor"])
+    arguments.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", "models")))
+    arguments.add_argument("--host", default="127.0.0.1")
+    arguments.add_argument("--port", type=int, required=True)
+    args = arguments.parse_args(argv)
     import uvicorn
 
     app = create_app(args.kind, current_bundle_path(args.model_dir))

@@ -1,13 +1,14 @@
 """What the load benchmark's figures say: its tables, the real server's ratios to the references,
-the agreement of their answers, the team's targets and the plot. Nothing here measures."""
+the agreement of their answers and the team's targets. Nothing here measures."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.wrk import ENDPOINTS, WrkRun
+import pandas as pd
+
+from benchmarks.wrk import WrkRun
 
 if TYPE_CHECKING:
     from benchmarks.load import ServerResult
@@ -16,6 +17,15 @@ if TYPE_CHECKING:
 FLOOR_SHARE, P99_MS, READY_S, RSS_MB = 0.8, 50.0, 10.0, 1024.0
 TOLERANCE = 1e-3  # stars: answers within it agree
 SERVERS = ("real", "floor", "naive")
+# WrkRun's fields as the runs table heads them
+RUN_COLUMNS = dict(endpoint="endpoint", connections="conns", requests_per_s="req/s", p50_ms="p50 ms")
+RUN_COLUMNS |= dict(
+    p95_ms="p95 ms", p99_ms="p99 ms", non_2xx="non2xx", connect_errors="conn", read_errors="read"
+)
+RUN_COLUMNS |= dict(
+    write_errors="write", timeouts="tmout", server_cpu_percent="cpu%", mean_batch_size="batch"
+)
+RUN_COLUMNS |= dict(other_cpu_percent="other%")
 
 
 @dataclass(frozen=True)
@@ -107,61 +117,42 @@ def summary(servers: dict[str, ServerResult]) -> dict[str, Any]:
     return {"agreement_with_real": agreements, "ratios": [asdict(r) for r in ratios(servers)], "targets": met}
 
 
-def runs_table(results: dict[str, ServerResult]) -> list[str]:
-    """A line per measured run, under the name of its server (or of its settings, in a sweep)."""
-    width = max(map(len, ["server", *results])) + 2
-    header = "endpoint           conns     req/s   p50 ms   p95 ms   p99 ms  non2xx  conn  read write  tmout"
-    lines = [f"{'server':<{width}}{header}   cpu%  batch other%"]
-    lines += [f"{name:<{width}}{run_line(m)}" for name, result in results.items() for m in result.runs]
-    return lines
+def runs_table(results: dict[str, ServerResult]) -> str:
+    """A row per measured run, under the name of its server (or of its settings, in a sweep)."""
+    rows = [{"server": n, **asdict(w), "p99_ms": w.p99_text} for n, r in results.items() for w in r.runs]
+    table = pd.DataFrame(rows, columns=["server", *RUN_COLUMNS]).rename(columns=RUN_COLUMNS)
+    return table.to_string(index=False)
 
 
 def run_line(w: WrkRun) -> str:
-    """One run's figures, in the columns of `runs_table` (also printed as each run ends)."""
-    p50, p95 = (f"{w.p50_ms:.1f}", f"{w.p95_ms:.1f}") if w.requests else ("-", "-")
-    figures = f"{w.endpoint:<17}{w.connections:>6}{w.requests_per_s:>10.1f}{p50:>9}{p95:>9}{w.p99_text:>9}"
-    errors = f"{w.non_2xx:>8}{w.connect_errors:>6}{w.read_errors:>6}{w.write_errors:>6}{w.timeouts:>7}"
-    cpu = f"{w.server_cpu_percent:>7.0f}{w.mean_batch_size or '-':>7}{w.other_cpu_percent:>7.0f}"
-    return figures + errors + cpu
+    """One run's main figures, logged as it ends."""
+    cpu = f"cpu {w.server_cpu_percent:.0f}%, batch {w.mean_batch_size}, other {w.other_cpu_percent:.0f}%"
+    figures = f"{w.requests_per_s:.1f} req/s, p99 {w.p99_text} ms, {w.errors} errors"
+    return f"{w.endpoint} c={w.connections}: {figures}, {cpu}"
 
 
-def servers_table(results: dict[str, ServerResult]) -> list[str]:
-    """Ready time, memory, restarts and the machine's speed (`load.cpu_speed`) per server."""
-    width = max(map(len, ["server", *results])) + 2
-    lines = [f"{'server':<{width}}  ready s  peak RSS MB   RSS MB  restarts   cpu speed"]
-    for name, s in results.items():
-        speed = f"{min(s.cpu_speed)}-{max(s.cpu_speed)}"
-        figures = f"{s.ready_seconds:>9.2f}{s.peak_rss_mb:>13.0f}{s.rss_mb:>9.0f}{s.restarts:>10}{speed:>12}"
-        lines.append(f"{name:<{width}}{figures}")
+def servers_table(results: dict[str, ServerResult]) -> str:
+    """Ready time, memory, restarts and the machine's speed (`load.cpu_speed`) per server; a warning
+    when that speed drifted, which skews ratios between servers by as much."""
+    table = pd.DataFrame([asdict(s) for s in results.values()], index=list(results))
+    table = table[["ready_seconds", "peak_rss_mb", "rss_mb", "restarts", "cpu_speed"]]
     speeds = [speed for result in results.values() for speed in result.cpu_speed]
     low, high = min(speeds), max(speeds)
-    if high > 1.1 * low:  # ratios between servers measured at different speeds are skewed by as much
-        lines.append(f"WARNING: the machine's speed (see load.cpu_speed) drifted from {low} to {high}")
-    return lines
+    drift = f"\nWARNING: the machine's speed drifted from {low} to {high}" if high > 1.1 * low else ""
+    return table.to_string() + drift
 
 
 def comparison(servers: dict[str, ServerResult], bundle: dict[str, Any], duration: float) -> str:
+    """The load benchmark's report: notes, runs, ratios, servers, agreement, targets."""
     lines = [
         f"Load: wrk -t2 -c N -d {duration:g}s --timeout 5s on loopback (naive: 10 s at most); bundle "
         f"{bundle['version']} ({bundle['data']['users']} users, {bundle['data']['movies']} movies)",
         *(f"{name}: {note}" for name, server in servers.items() for note in server.notes),
-        "",
-        *runs_table(servers),
+        f"\n{runs_table(servers)}\n\n{servers_table(servers)}\n",
     ]
     if len(servers) > 1 and "real" in servers:
-        lines.append("\nReal server against the references (throughput ratios; p99 in ms):")
-        lines.append(
-            "endpoint          conns real/floor real/naive  p99 real   floor   naive  real/floor, rounds"
-        )
-    for r in ratios(servers) if len(servers) > 1 else ():
-        floor, naive = ("-" if v is None else f"{v:.2f}" for v in (r.vs_floor, r.vs_naive))
-        runs = [
-            servers[name].find(r.endpoint, r.connections) if name in servers else None for name in SERVERS
-        ]
-        p99 = "".join(f"{run.p99_text if run else '-':>{w}}" for run, w in zip(runs, (10, 8, 8), strict=True))
-        rounds = "/".join(f"{x:.2f}" for x in r.vs_floor_rounds) if len(r.vs_floor_rounds) > 1 else ""
-        lines.append(f"{r.endpoint:<17}{r.connections:>6}{floor:>11}{naive:>11}{p99}  {rounds}")
-    lines += ["", *servers_table(servers), ""]
+        table = pd.DataFrame([asdict(r) for r in ratios(servers)]).to_string(index=False)
+        lines.append(f"Real server against the references (throughput ratios):\n{table}\n")
     agreements = summary(servers)["agreement_with_real"]
     lines += [f"{name} vs real {found['detail']}" for name, found in agreements.items()]
     if "real" in servers:
@@ -169,42 +160,3 @@ def comparison(servers: dict[str, ServerResult], bundle: dict[str, Any], duratio
         for t in targets(servers["real"], servers.get("floor")):
             lines.append(f"{'met' if t.met else 'MISSED':<7}{t.name:<52}{t.measured}")
     return "\n".join(lines) + "\n"
-
-
-def plot(servers: dict[str, ServerResult], path: Path, title: str) -> None:
-    """Throughput and p99 against connections, one line per server, one row per endpoint (if any
-    run was answered: a log axis cannot show a run that answered nothing)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    answered = {w.endpoint for s in servers.values() for w in s.runs if w.requests}
-    endpoints = [endpoint for endpoint in ENDPOINTS if endpoint in answered]
-    if not endpoints:
-        return
-    figure, axes = plt.subplots(len(endpoints), 2, figsize=(11, 4 * len(endpoints)), squeeze=False)
-    styles = {"real": ("tab:blue", "o"), "floor": ("tab:green", "s"), "naive": ("tab:red", "^")}
-    levels = sorted({w.connections for s in servers.values() for w in s.runs})
-    for (throughput, latency), endpoint in zip(axes, endpoints, strict=True):
-        for name, server in servers.items():
-            # A run with over 1% timeouts has no meaningful p99: it is drawn at the timeout, ringed.
-            runs = [w for w in server.runs if w.endpoint == endpoint and w.requests]
-            x, (color, marker) = [w.connections for w in runs], styles[name]
-            p99 = [w.timeout_s * 1e3 if w.overloaded else w.p99_ms for w in runs]
-            throughput.plot(x, [w.requests_per_s for w in runs], marker=marker, color=color, label=name)
-            latency.plot(x, p99, marker=marker, color=color, label=name)
-            rings = [(xi, yi) for xi, yi, w in zip(x, p99, runs, strict=True) if w.overloaded]
-            latency.plot([r[0] for r in rings], [r[1] for r in rings], "o", ms=12, mfc="none", color=color)
-        throughput.set(title=f"{endpoint}: throughput", ylabel="requests/s (log)")
-        latency.set(title=f"{endpoint}: p99 latency (ring: over 1% timeouts)", ylabel="ms (log)")
-        latency.axhline(P99_MS, color="gray", linestyle="--", linewidth=1, label="50 ms target")
-        for axis in (throughput, latency):
-            axis.set_xscale("log", base=2)
-            axis.set(xticks=levels, xticklabels=list(map(str, levels)), yscale="log", xlabel="connections")
-            axis.grid(True, which="both", alpha=0.3)
-            axis.legend()
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)

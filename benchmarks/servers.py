@@ -1,27 +1,15 @@
 """The one launcher of server processes, for the benchmarks and the tests.
 
-`Server` starts `python -m app` (or another module taking `--host` and `--port`, such as
-`benchmarks.references floor`) on a free loopback port, with `MODEL_DIR` and environment overrides,
-its output in a log file: never a pipe, which the server could fill and block on.
+`Server(model_dir, env)` starts `python -m app` (or another module taking `--host` and `--port`,
+such as `benchmarks.references floor`) on loopback and returns once /readyz answers 200
+(`ready_within=None`: at once, for a start that should fail). Its output goes to a log file, never
+a pipe, which the server could fill and block on. `root` serves another checkout's `module`
+(before/after comparisons), `prefix` goes before the command (`setpriv ...`), `port` restarts a
+replica where a proxy expects it; `command` runs another server (nginx) in place of Python, ready
+once `ready_path` answers 200. Leaving `with` stops it (SIGTERM, then SIGKILL after 15 s).
 
-    with Server(model_dir, {"RELOAD_INTERVAL_S": "0"}) as server:  # back once /readyz answers 200
-        httpx.get(f"{server.url}/users/1/recommendations")
-    server = Server(model_dir, ready_within=None)  # a start that should fail: do not wait
-    assert server.wait(120) == 2 and "python -m training" in server.log()
-
-`Server(model_dir, env=None, *, module="app", args=(), root=REPO, log_dir=None, ready_within=120,
-prefix=(), port=None)` returns once the server is ready (`ready_within` seconds at most; None: at
-once), on `port` if given (a replica restarted where a proxy expects it), else a free one. `root` is
-the checkout whose `module` runs (before/after comparisons); the log goes to `log_dir` (default: a
-new temporary folder) and stays; `prefix` goes before the command (`setpriv ...`, say). Then `url`,
-`port`, `pid`, `process` (the Popen), `ready_seconds` (process start to the first 200 from /readyz),
-`wait_ready(timeout)` (RuntimeError with the log's tail if the server exits or the deadline passes),
-`wait(timeout)` (exit code), `stop(kill=False)` (SIGTERM, 15 s, then SIGKILL, to this process only;
-also on leaving `with`), `log(last_lines=None)`, `memory_mb()` (peak and current RSS),
-`cpu_seconds()`, `fetch(path, body=None)` (the JSON answer to a GET, or to a POST of `body`).
-Beside it: `free_port()`, and `copy_bundle_as(bundle, model_dir, version)`, which copies a bundle
-under a new version name (its manifest written again), as training would publish it, for live
-swaps (`current` left alone).
+    with Server(model_dir, {"RELOAD_INTERVAL_S": "0"}) as server:
+        server.fetch("/users/1/recommendations")
 """
 
 from __future__ import annotations
@@ -29,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -38,13 +25,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from app.bundle import METADATA_FILE, write_manifest
+from app.bundle_store import current_bundle_path, point_current
+from benchmarks import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -64,15 +52,18 @@ class Server(contextlib.AbstractContextManager):
         ready_within: float | None = 120.0,
         prefix: Sequence[str] = (),
         port: int | None = None,
+        command: Sequence[str] = (),
+        ready_path: str = "/readyz",
     ) -> None:
-        self.port = port or free_port()
+        self.port, self.ready_path = port or free_port(), ready_path
         self.url, self.ready_seconds = f"http://{HOST}:{self.port}", None
         name = "-".join([module.rpartition(".")[2], *args, str(self.port)])
         self.log_path = (log_dir or Path(tempfile.mkdtemp(prefix="server-"))) / f"{name}.log"
         environment = {**os.environ, "MODEL_DIR": str(model_dir), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         if root != REPO:  # its `module` first, this checkout's `benchmarks` after it
             environment["PYTHONPATH"] = os.pathsep.join([str(root), str(REPO)])
-        command = [*prefix, sys.executable, "-m", module, *args, "--host", HOST, "--port", str(self.port)]
+        own = [sys.executable, "-m", module, *args, "--host", HOST, "--port", str(self.port)]
+        command = [*prefix, *(command or own)]
         with open(self.log_path, "wb") as log:  # the child has its own copy of the descriptor
             self.started = time.monotonic()
             streams = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": log}
@@ -92,12 +83,13 @@ class Server(contextlib.AbstractContextManager):
         self.stop()
 
     def wait_ready(self, timeout: float) -> float:
-        """Seconds from process start to the first 200 from /readyz."""
+        """Seconds from process start to the first 200 from /readyz, or `ready_path` (RuntimeError
+        with the log's tail if the server exits or the deadline passes)."""
         while time.monotonic() < self.started + timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log(20)}")
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
+                with urllib.request.urlopen(self.url + self.ready_path, timeout=1) as response:
                     if response.status == 200:
                         self.ready_seconds = time.monotonic() - self.started
                         return self.ready_seconds
@@ -109,13 +101,7 @@ class Server(contextlib.AbstractContextManager):
         return self.process.wait(timeout)
 
     def stop(self, kill: bool = False) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop(self.process, signal.SIGKILL if kill else signal.SIGTERM)
 
     def log(self, last_lines: int | None = None) -> str:
         """What the server printed so far (only its last lines, with `last_lines`)."""
@@ -130,7 +116,6 @@ class Server(contextlib.AbstractContextManager):
         return peak, rss
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time of the whole process (all its threads) so far."""
         return process_cpu_seconds(self.pid, missing_ok=False)
 
     def fetch(self, path: str, body: Any = None, timeout: float = 30.0) -> Any:
@@ -139,6 +124,23 @@ class Server(contextlib.AbstractContextManager):
         request = urllib.request.Request(f"{self.url}{path}", data, {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.load(response)
+
+    def metric(self, name: str) -> float:
+        """A sample's value from /metrics (`name` with its labels, as printed), 0 if absent."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+            lines = response.read().decode().splitlines()
+        return next((float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + " ")), 0.0)
+
+
+def stop(process: subprocess.Popen, how: int = signal.SIGTERM, grace: float = 15.0) -> None:
+    """Sends `how` to a running process, then SIGKILL if it has not exited within `grace` seconds."""
+    if process.poll() is None:
+        process.send_signal(how)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def copy_bundle_as(bundle: Path, model_dir: Path, version: str) -> Path:
@@ -152,6 +154,15 @@ def copy_bundle_as(bundle: Path, model_dir: Path, version: str) -> Path:
     return model_dir / version
 
 
+def copy_models(model_dir: Path, into: Path) -> Path:
+    """A model folder of its own holding a copy of `model_dir`'s current bundle, as current: the one
+    given is never written."""
+    first = current_bundle_path(model_dir)
+    copy_bundle_as(first, into, first.name)
+    point_current(into, first.name)
+    return into
+
+
 def free_port() -> int:
     """A loopback port nothing listens on (at the time of asking)."""
     with socket.socket() as probe:
@@ -160,10 +171,10 @@ def free_port() -> int:
 
 
 def process_cpu_seconds(pid: int, missing_ok: bool = True) -> float:
-    """User plus system CPU time of a process so far (0 for one that has gone, if `missing_ok`)."""
+    """User plus system CPU time of a process (all its threads) so far (0 for one that has gone, if
+    `missing_ok`: a server measured must not pass for idle once it has crashed)."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except FileNotFoundError:
         if missing_ok:
             return 0.0
@@ -171,13 +182,19 @@ def process_cpu_seconds(pid: int, missing_ok: bool = True) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def children_cpu_seconds() -> float:
-    """User plus system CPU time of this process's children that have been waited for."""
-    return sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
-
-
 def machine_cpu_seconds() -> float:
     """CPU time all cores spent busy since boot (user, nice, system, irq, softirq, steal)."""
     with open("/proc/stat") as stat:
         fields = [int(v) for v in stat.readline().split()[1:]]
     return sum(fields[i] for i in (0, 1, 2, 5, 6, 7) if i < len(fields)) / CLOCK_TICKS
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """The URL of a database in a throwaway PostgreSQL cluster (`tests/support/postgres.py`)."""
+    from tests.support.postgres import find_binaries, running_cluster
+
+    if (binaries := find_binaries()) is None:
+        raise SystemExit("PostgreSQL is not installed: `apt-get install -y postgresql` (Debian/Ubuntu)")
+    with running_cluster(binaries) as cluster:
+        yield cluster.new_database()

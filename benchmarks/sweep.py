@@ -7,13 +7,12 @@ What it measures and reports: benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import asdict
 
-from benchmarks import report, save
-from benchmarks.load import add_arguments, log, median, parse_env, session
+from benchmarks import log, report, save
+from benchmarks.load import arguments, median, parse_env, session
 
 DEFAULT_GRID = "BATCH_WINDOW_MS=0,1,2,5;BATCH_MAX_USERS=16,32,64,128;COMPUTE_THREADS=1,2"
 
@@ -35,15 +34,14 @@ def settings_grid(grid: str, combos: list[str]) -> list[dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser("python -m benchmarks.sweep", description=__doc__.split("\n\n")[0])
-    add_arguments(parser, [32, 128])
+    parser = arguments("sweep", __doc__, [32, 128])
     parser.add_argument("--grid", default=DEFAULT_GRID, help=f"KEY=V1,V2;KEY=... (default {DEFAULT_GRID})")
     parser.add_argument("--combo", action="append", default=[], help="a set of settings such as A=1,B=2")
     args = parser.parse_args(argv)
     configs = settings_grid(args.grid, args.combo)
     plan = [("recommendations", connections) for connections in sorted(args.connections)] + [("predict", 32)]
     floors, samples, failures = [], {}, {}
-    with session(args, "sweep") as (bench, document):
+    with session(args) as (bench, document):
         for number in range(1, args.repeat + 1):
             floors.append(bench.measure("floor", [("recommendations", 32)], {}))
             for config in configs:
@@ -56,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                     failures[label] = str(error)
                 time.sleep(1)
     floor, results = median(floors), {label: median(rounds) for label, rounds in samples.items()}
-    lines = [f"Real server under each setting ({args.duration:g} s per run):", *report.runs_table(results)]
-    lines += ["", *report.servers_table(results), ""]
+    lines = [f"Real server under each setting ({args.duration:g} s per run):", report.runs_table(results)]
+    lines += ["", report.servers_table(results), ""]
     for label, result in results.items():
         ratio = next((r.vs_floor for r in report.ratios({"real": result, "floor": floor}) if r.vs_floor), "-")
         met = [t.met for t in report.targets(result, floor)]
@@ -65,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"{label}: failed: {error[:200]}" for label, error in failures.items()]
     print("\n".join(lines))
     document |= {"floor": asdict(floor), "by_settings": {k: asdict(v) for k, v in results.items()}}
-    print(f"saved: {save('sweep', document | {'failures': failures}, bench.stamp)}")
+    print(f"saved: {save('sweep', args, document | {'failures': failures}, bench.stamp)}")
     return 0
 
 

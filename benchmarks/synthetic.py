@@ -8,11 +8,12 @@ same arguments give the same files.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks import parser
 
 GENRES = "Action Adventure Animation Comedy Crime Drama Fantasy Horror Romance Sci-Fi"
 CHUNK = 1 << 22
@@ -57,10 +58,8 @@ def generate(out: Path, users: int, movies: int, ratings: int, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     pairs = distinct_pairs(rng, users, movies, ratings)
     movie_ids = np.sort(rng.choice(np.arange(1, int(movies * 3.6)), size=movies, replace=False))
-    stars, timestamps = (
-        half_stars(rng, pairs, users, movies),
-        rng.integers(789_652_009, 1_574_327_703, len(pairs)),
-    )
+    stars = half_stars(rng, pairs, users, movies)
+    timestamps = rng.integers(789_652_009, 1_574_327_703, len(pairs))
     frame = pd.DataFrame({"userId": pairs[:, 0] + 1, "movieId": movie_ids[pairs[:, 1]], "rating": stars})
     partial = out / "ratings.csv.partial"
     frame.assign(timestamp=timestamps).to_csv(partial, index=False, float_format="%.1f", chunksize=1 << 20)
@@ -68,21 +67,16 @@ def generate(out: Path, users: int, movies: int, ratings: int, seed: int = 0) ->
     genres, names = rng.integers(0, 10, (movies, 2)), GENRES.split(" ")
     titles = [f"Synthetic movie {i} ({1900 + i % 120})" for i in movie_ids]
     labels = [f"{names[a]}|{names[b]}" if a != b else names[a] for a, b in genres]
-    pd.DataFrame({"movieId": movie_ids, "title": titles, "genres": labels}).to_csv(
-        out / "movies.csv", index=False
-    )
+    catalogue = pd.DataFrame({"movieId": movie_ids, "title": titles, "genres": labels})
+    catalogue.to_csv(out / "movies.csv", index=False)
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser("python -m benchmarks.synthetic", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path.home() / ".cache" / "movielens" / "synthetic-25m")
-    parser.add_argument("--users", type=int, default=162_541)
-    parser.add_argument("--movies", type=int, default=59_047)
-    parser.add_argument("--ratings", type=int, default=25_000_095)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    print(f"wrote {generate(args.out, args.users, args.movies, args.ratings, args.seed)}")
+    arguments = parser("synthetic", __doc__)
+    arguments.add_argument("--out", type=Path, default=Path.home() / ".cache" / "movielens" / "synthetic-25m")
+    out = arguments.parse_args().out
+    print(f"wrote {generate(out, users=162_541, movies=59_047, ratings=25_000_095)}")
 
 
 if __name__ == "__main__":

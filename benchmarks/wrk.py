@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from app.bundle import ENCODERS_FILE
+from app.bundle_store import current_bundle_path
 
 ENDPOINTS = ("recommendations", "predict")
 ERROR_FIELDS = ("non_2xx", "connect_errors", "read_errors", "write_errors", "timeouts")
@@ -43,7 +44,6 @@ class WrkRun:
     server_cpu_percent: float | None = None  # of one core
     other_cpu_percent: float | None = None  # processes other than the server and wrk, % of one core
     mean_batch_size: float | None = None  # requests per model call (the real server's)
-    attempts: int = 1
     rps_rounds: tuple[float, ...] = ()
     p99_rounds: tuple[float, ...] = ()
 
@@ -60,17 +60,26 @@ class WrkRun:
         return f">{self.timeout_s * 1000:.0f}" if self.overloaded else f"{self.p99_ms:.1f}"
 
 
-def write_load_files(bundle: Path, folder: Path, pairs: int = 100, bodies: int = 1000) -> dict[str, Path]:
-    """load.lua's input per endpoint: the bundle's known user ids, one a line; /predict bodies of
-    `pairs` random known (user, movie) pairs, one a line."""
-    encoders = json.loads((bundle / ENCODERS_FILE).read_text())
-    users, movies, rng = encoders["users"], encoders["movies"], np.random.default_rng(42)
+def known_ids(model_dir: Path) -> tuple[list[int], list[int]]:
+    """The user and the movie ids the current bundle of `model_dir` knows (its encoders.json)."""
+    encoders = json.loads((current_bundle_path(model_dir) / ENCODERS_FILE).read_text())
+    return encoders["users"], encoders["movies"]
+
+
+def predict_body(users: list[int], movies: list[int], pairs: int, rng: np.random.Generator) -> str:
+    """A /predict body of `pairs` random (user, movie) pairs, as compact JSON."""
+    chosen = zip(rng.choice(users, pairs).tolist(), rng.choice(movies, pairs).tolist(), strict=True)
+    return json.dumps({"pairs": [{"user_id": u, "movie_id": m} for u, m in chosen]}, separators=(",", ":"))
+
+
+def write_load_files(model_dir: Path, folder: Path, pairs: int = 100, bodies: int = 1000) -> dict[str, Path]:
+    """load.lua's input per endpoint: the known user ids, one a line; /predict bodies of `pairs`
+    random known pairs, one a line."""
+    (users, movies), rng = known_ids(model_dir), np.random.default_rng(42)
     (folder / "users.txt").write_text("".join(f"{user}\n" for user in users))
-    with open(folder / "bodies.txt", "w") as out:
-        for _ in range(bodies):
-            chosen = zip(rng.choice(users, pairs), rng.choice(movies, pairs), strict=True)
-            body = {"pairs": [{"user_id": int(u), "movie_id": int(m)} for u, m in chosen]}
-            out.write(json.dumps(body, separators=(",", ":")) + "\n")
+    (folder / "bodies.txt").write_text(
+        "".join(predict_body(users, movies, pairs, rng) + "\n" for _ in range(bodies))
+    )
     return {"recommendations": folder / "users.txt", "predict": folder / "bodies.txt"}
 
 

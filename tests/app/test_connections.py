@@ -14,7 +14,6 @@ import pytest
 from benchmarks.attacks import (
     answer,
     closed_after,
-    metric,
     pairs_body,
     probe,
     request,
@@ -72,7 +71,7 @@ async def test_a_body_sent_slowly_is_answered_408_at_the_body_timeout(server):
     status, _ = await answer(reader, 10)
     writer.transport.abort()
     assert status == 408
-    assert metric(server, 'http_connections_dropped_total{reason="body_timeout"}') >= 1
+    assert server.metric('http_connections_dropped_total{reason="body_timeout"}') >= 1
 
 
 @pytest.mark.parametrize("ending", [True, False], ids=["whole", "never ending"])
@@ -89,29 +88,29 @@ async def test_connections_past_the_cap_evict_the_longest_waiting_so_a_health_ch
     held = [await asyncio.open_connection(HOST, server.port) for _ in range(300)]
     try:
         seconds = await asyncio.to_thread(probe, server.port)
-        open_now = metric(server, "http_connections")
+        open_now = server.metric("http_connections")
     finally:
         for _, writer in held:
             writer.transport.abort()
     assert seconds < 1
     assert open_now <= 64
-    assert metric(server, 'http_connections_dropped_total{reason="evicted"}') >= 300 - 64
+    assert server.metric('http_connections_dropped_total{reason="evicted"}') >= 300 - 64
 
 
 async def test_a_request_whose_client_hangs_up_is_dropped_before_the_model_and_recorded_499(
     server, tiny_model_dir
 ):
     body = request("POST", "/predict", pairs_body(tiny_model_dir, 10_000))
-    computed = metric(server, 'model_batch_size_sum{kind="predict"}')
+    computed = server.metric('model_batch_size_sum{kind="predict"}')
     clients = [await send(server.port, body) for _ in range(40)]
     await asyncio.sleep(0.05)
     for _, writer in clients:
         writer.transport.abort()
     await asyncio.sleep(2)
     assert await asyncio.to_thread(probe, server.port) < 1
-    computed = metric(server, 'model_batch_size_sum{kind="predict"}') - computed
-    gone = metric(server, 'http_requests_total{method="POST",route="/predict",status="499"}')
-    refused = metric(server, 'http_requests_total{method="POST",route="/predict",status="400"}')
+    computed = server.metric('model_batch_size_sum{kind="predict"}') - computed
+    gone = server.metric('http_requests_total{method="POST",route="/predict",status="499"}')
+    refused = server.metric('http_requests_total{method="POST",route="/predict",status="400"}')
     assert computed < 20, "most were waiting for the parse thread or the model when their client left"
     assert gone >= 40 - computed and refused == 0
 

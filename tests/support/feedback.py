@@ -23,7 +23,7 @@ import pytest
 from app.feedback import FeedbackStore
 from app.feedback.db import sqlite_url
 from app.settings import Settings
-from tests.support.postgres import PostgresCluster, find_binaries
+from tests.support.postgres import PostgresCluster, find_binaries, running_cluster
 
 if TYPE_CHECKING:  # imported inside the fixtures: the app loads TensorFlow (see tests/app/conftest.py)
     from fastapi import FastAPI
@@ -57,13 +57,8 @@ def postgres() -> Iterator[PostgresCluster]:
     binaries = find_binaries()
     if binaries is None:
         pytest.fail("PostgreSQL's binaries were not found: apt-get install -y postgresql, or set PG_BIN")
-    cluster = PostgresCluster(binaries)
-    try:
-        cluster.init()
-        cluster.start()
+    with running_cluster(binaries) as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture(params=ENGINES)

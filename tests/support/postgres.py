@@ -8,6 +8,7 @@ Debian's `postgresql` package creates. The binaries come from `PG_BIN`, else the
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 SOCKET_PORT = 5432  # names the socket file only: no TCP listener
@@ -34,6 +36,19 @@ def find_binaries() -> Path | None:
     if on_path:
         candidates.append(Path(on_path).parent)
     return next((c for c in candidates if (c / "initdb").is_file() and (c / "pg_ctl").is_file()), None)
+
+
+@contextlib.contextmanager
+def running_cluster(binaries: Path) -> Iterator[PostgresCluster]:
+    """A cluster initdb'd and started, removed on leaving (the tests' session cluster, and the
+    benchmarks' throwaway one)."""
+    cluster = PostgresCluster(binaries)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 class PostgresCluster:
