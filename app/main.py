@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from app import logs, web
 from app.api import errors
 from app.api.auth import require_bearer
-from app.api.routes import api_router
+from app.api.routes import public_routers
 from app.api.routes.operations import admin_router
 from app.api.routes.ratings import write_router
 from app.metrics import create_metrics
@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None, preloaded: ServedBundle | None 
     app = FastAPIOffline(
         title="Movie recommender", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
     )
-    app.include_router(api_router)
+    for router in public_routers:
+        app.include_router(router)
     app.include_router(web.router)
     writes = [] if settings.api_token is None else [require_bearer(settings.api_token, "API_TOKEN")]
     app.include_router(write_router, dependencies=writes)

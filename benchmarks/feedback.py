@@ -1,6 +1,6 @@
 """The feedback loop, measured: fold-in quality through the API, and write throughput.
 
-    python -m benchmarks.feedback fold-in --data-dir DIR [--users 100]
+    python -m benchmarks.feedback fold-in --data-dir DIR [--users 100] [--split time|random]
     python -m benchmarks.feedback writes --model-dir DIR [--connections 32 --duration 10]
 
 `fold-in`: seeded users taken out of the data set, a bundle trained without them; the older half
@@ -8,7 +8,8 @@ of each one's ratings (ties in file order) goes in through `POST /users/{id}/rat
 fold-in recommendations are scored against the newer half (relevant: 4 stars or more; candidates:
 every movie not in the older half) by the evaluation's own NDCG@10, beside most-popular (most
 ratings in the training data) on the same users and candidates, and beside a bundle trained with
-the older halves inside (the same users as users the model was trained on).
+the older halves inside (the same users as users the model was trained on). `--split random`
+halves each user's ratings at random instead of by time: the same task without its time order.
 
 `writes`: `PUT /users/{id}/ratings/{movie}` under wrk, each request a new (user, movie, stars), on
 SQLite and on PostgreSQL (a throwaway cluster). Details: the README's Feedback section.
@@ -35,12 +36,16 @@ from training.evaluate import RELEVANT_STARS, ranking_metrics
 
 
 def split_users(
-    ratings: pd.DataFrame, n_users: int, seed: int
+    ratings: pd.DataFrame, n_users: int, seed: int, by: str = "time"
 ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
-    """The chosen users, and their first and second halves (by timestamp, ties in file order)."""
-    users = np.sort(np.random.default_rng(seed).choice(ratings["userId"].unique(), n_users, replace=False))
-    theirs = ratings[ratings["userId"].isin(users)].assign(order=lambda frame: np.arange(len(frame)))
-    theirs = theirs.sort_values(["userId", "timestamp", "order"], kind="stable")
+    """The chosen users, and their first and second halves: by timestamp, ties in file order, or
+    (`by="random"`) in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    users = np.sort(rng.choice(ratings["userId"].unique(), n_users, replace=False))
+    theirs = ratings[ratings["userId"].isin(users)]
+    order = np.arange(len(theirs)) if by == "time" else rng.permutation(len(theirs))
+    theirs = theirs.assign(order=order)
+    theirs = theirs.sort_values(["userId", "order"] if by == "random" else ["userId", "timestamp", "order"])
     position, size = theirs.groupby("userId").cumcount(), theirs.groupby("userId")["userId"].transform("size")
     return users, theirs[position < size // 2], theirs[position >= size // 2]
 
@@ -63,7 +68,7 @@ def ndcg(server: Server, users: list[int], relevant: list[np.ndarray]) -> float:
 
 def fold_in(args: argparse.Namespace) -> dict:
     ratings = pd.read_csv(args.data_dir / "ratings.csv")
-    users, first, second = split_users(ratings, args.users, args.seed)
+    users, first, second = split_users(ratings, args.users, args.seed, args.split)
     good = second[second.rating >= RELEVANT_STARS]
     kept = [int(u) for u in users if (good.userId == u).any()]
     relevant = [good.loc[good.userId == u, "movieId"].to_numpy() for u in kept]
@@ -128,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     one.add_argument("--users", type=int, default=100)
     one.add_argument("--seed", type=int, default=42)
+    one.add_argument("--split", choices=["time", "random"], default="time", help="how each user is halved")
     two = commands.add_parser("writes", help="PUT throughput on SQLite and PostgreSQL")
     two.add_argument("--model-dir", type=Path, required=True)
     two.add_argument("--connections", type=int, default=32)
