@@ -296,26 +296,33 @@ async def test_a_batcher_never_started_refuses_requests_and_stops_quietly() -> N
 
 
 async def test_stopping_fails_every_request_as_a_shutdown_and_is_not_reported_as_a_crash() -> None:
-    """On shutdown each request still waiting, the one on the model included, gets a 503 that says
-    so, the worker ends, and `on_stop` (a CRITICAL log line, a metric) is not called: only a
-    worker that ends by itself is a crash."""
+    """On shutdown each request still waiting (on the model, handed off, formed, queued; after
+    one batch was served, so its bookkeeping has run) gets a 503 that says so, the worker ends,
+    and `on_stop` (a CRITICAL log line, a metric) is not called: only a worker that ends by itself
+    is a crash."""
     release = threading.Event()
     reported: list[BaseException | None] = []
-    merged = batcher(
-        lambda items: release.wait(5) and list(items), window=0, max_items=1, on_stop=reported.append
-    )
+
+    def process(items: list) -> list:
+        if items != [0]:
+            release.wait(5)
+        return list(items)
+
+    merged = batcher(process, window=0, max_items=1, on_stop=reported.append)
     merged.start()
-    computing = asyncio.ensure_future(merged.submit(1))
-    await asyncio.sleep(0.01)  # item 1 is on the model; item 2 waits in the queue
-    waiting = asyncio.ensure_future(merged.submit(2))
-    await asyncio.sleep(0)
+    assert (await within(5, merged.submit(0))).value == 0
+    requests = []
+    for item in range(1, 5):  # 1 on the model, 2 handed off, 3 formed and waiting, 4 queued
+        requests.append(asyncio.ensure_future(merged.submit(item)))
+        await asyncio.sleep(0.01)
+    assert merged.queued == 1
     await within(2, merged.stop())
     release.set()
-    for request in (computing, waiting):
+    for request in requests:
         with pytest.raises(Overloaded) as refused:
             await within(2, request)
         assert str(refused.value) == "the server is shutting down"
-    assert merged.stopped and not merged.alive
+    assert merged.stopped and not merged.alive and merged.queued_work == 0
     assert reported == []
 
 
