@@ -96,7 +96,7 @@ def version_folders(model_dir: Path) -> list[Path]:
     found = [
         p for p in model_dir.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
     ]
-    return sorted(found, key=lambda p: p.name)
+    return sorted(found)  # one parent: the paths sort by name, which sorts by creation time
 
 
 def prune_versions(model_dir: Path, keep: int) -> list[Path]:
