@@ -139,6 +139,22 @@ def test_a_missing_current_is_a_bundle_error_that_says_how_to_make_one(tmp_path)
         current_bundle_path(tmp_path)
 
 
+def test_a_current_pointing_at_a_missing_version_is_a_bundle_error_naming_it(tmp_path: Path) -> None:
+    """A version deleted by hand under `current`: the error says which one it was."""
+    point_current(tmp_path, "20260101T000000000000Z-1")
+    with pytest.raises(
+        BundleError, match=r"points at 20260101T000000000000Z-1, which is not there; .*" + HOW_TO
+    ):
+        current_bundle_path(tmp_path)
+
+
+def test_a_model_folder_that_cannot_be_read_is_a_bundle_error_with_the_reason(tmp_path: Path) -> None:
+    """An OSError the checks do not swallow (here a name too long for the file system) becomes a
+    `BundleError` with the system's reason, which the service reports instead of crashing."""
+    with pytest.raises(BundleError, match=r"cannot read .*\(File name too long\); .*" + HOW_TO):
+        current_bundle_path(tmp_path / ("x" * 300))
+
+
 # --- interrupted writes -------------------------------------------------------------------
 
 
@@ -394,3 +410,30 @@ def test_a_folder_stamp_changes_with_any_file_s_size_inode_or_time_and_only_then
     copy = tmp_path / "v2"
     shutil.copytree(folder, copy)
     assert folder_stamp(copy) != folder_stamp(folder), "another folder, another stamp"
+
+
+def test_pruning_skips_a_version_another_run_removed_and_prunes_the_rest(tmp_path: Path, monkeypatch) -> None:
+    """Two runs pruning at once: a version listed, then renamed away by the other run before this
+    one gets to it, is skipped, and the older versions after it are still removed."""
+    folders = make_versions(tmp_path, 4)
+    gone = tmp_path / "20260100T000000000000Z-99"  # listed, then removed by the other run
+    monkeypatch.setattr("app.bundle_store.version_folders", lambda model_dir: [gone, *folders])
+    prune_versions(tmp_path, keep=2)
+    assert [folder.exists() for folder in folders] == [False, False, True, True]
+
+
+def test_pruning_goes_on_past_a_file_it_cannot_delete(tmp_path: Path, monkeypatch) -> None:
+    """A file of an old version that cannot be deleted (another owner, a read-only mount) leaves
+    that hidden folder behind for a later pruning; publishing does not fail on it."""
+    folders = make_versions(tmp_path, 3)
+    (folders[0] / "model.keras").write_bytes(b"weights")
+    unlink = os.unlink
+
+    def refusing_unlink(path, *args, **kwargs) -> None:
+        if str(path).endswith("model.keras"):
+            raise PermissionError(13, "Permission denied", str(path))
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refusing_unlink)
+    assert prune_versions(tmp_path, keep=1) == folders[:2]
+    assert version_folders(tmp_path) == folders[2:]
