@@ -25,7 +25,7 @@ PRUNING_PREFIX = ".pruning-"
 WRITER_LOCK = ".writer.lock"
 
 
-def publish_bundle(model_dir: Path, version: str, write: Callable[[Path], None], keep: int = 3) -> Path:
+def publish_bundle(model_dir: Path, version: str, write: Callable[[Path], None], keep: int) -> Path:
     """Has `write` fill a staging folder, renames it to `version`, points `current` at it, prunes.
 
     The manifest (`app.bundle.write_manifest`) is written once `write` is done, so it covers every

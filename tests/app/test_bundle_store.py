@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -365,7 +366,7 @@ def test_publishing_fsyncs_every_file_and_both_folders_before_the_rename(tmp_pat
         (folder / "assets" / "vocabulary.txt").write_text("words")
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
-    final = publish_bundle(tmp_path, "v1", write)
+    final = publish_bundle(tmp_path, "v1", write, keep=3)
     staged = {Path(path) for path in synced if Path(path).name.startswith(STAGING_PREFIX)}
     assert len(staged) == 1, "the staging folder itself"
     [staging] = staged
@@ -437,3 +438,44 @@ def test_pruning_goes_on_past_a_file_it_cannot_delete(tmp_path: Path, monkeypatc
     monkeypatch.setattr(os, "unlink", refusing_unlink)
     assert prune_versions(tmp_path, keep=1) == folders[:2]
     assert version_folders(tmp_path) == folders[2:]
+
+
+def test_a_bundle_is_written_hidden_beside_the_versions_and_published_readable_by_all(tmp_path: Path) -> None:
+    """The staging folder is created in the model folder (so the rename is atomic and stays on one
+    file system, creating missing parents), is hidden and named for its version (pruning and
+    servers ignore it, `remove_abandoned_staging` finds it), and the published folder is
+    readable by a server running as another user but writable by its owner only."""
+    model_dir = tmp_path / "not" / "yet" / "there"
+    seen: list[tuple[Path, list[Path]]] = []
+
+    def write(folder: Path) -> None:
+        seen.append((folder, version_folders(model_dir)))
+        (folder / "model.keras").write_bytes(b"weights")
+
+    final = publish_bundle(model_dir, "v1", write, keep=3)
+    [(staging, visible)] = seen
+    assert staging.parent == model_dir and staging.name.startswith(f"{STAGING_PREFIX}v1-")
+    assert visible == []
+    assert final == model_dir / "v1" and stat.S_IMODE(final.stat().st_mode) == 0o755
+
+
+def test_a_failed_write_is_reported_even_when_its_leftovers_cannot_be_deleted(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The caller learns why the write failed; a staging folder that cannot be removed whole must
+    not replace that error with its own (the next run removes it)."""
+    unlink = os.unlink
+
+    def refusing_unlink(path, *args, **kwargs) -> None:
+        if str(path).endswith("model.keras"):
+            raise PermissionError(13, "Permission denied", str(path))
+        unlink(path, *args, **kwargs)
+
+    def write(folder: Path) -> None:
+        (folder / "model.keras").write_bytes(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "unlink", refusing_unlink)
+    with pytest.raises(OSError, match="No space left on device"):
+        publish_bundle(tmp_path, "v1", write, keep=3)
+    assert version_folders(tmp_path) == []
