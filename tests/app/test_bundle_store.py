@@ -68,6 +68,19 @@ def temporaries(model_dir: Path) -> list[Path]:
     return list(model_dir.glob(f"{STAGING_PREFIX}*"))
 
 
+def refuse_to_delete(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Every file called `name` cannot be deleted from now on (another owner, a read-only mount:
+    what a test running as root cannot arrange with permissions)."""
+    unlink = os.unlink
+
+    def refusing_unlink(path, *args, **kwargs) -> None:
+        if Path(path).name == name:
+            raise PermissionError(13, "Permission denied", str(path))
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refusing_unlink)
+
+
 # --- publication -------------------------------------------------------------------------
 
 
@@ -428,14 +441,7 @@ def test_pruning_goes_on_past_a_file_it_cannot_delete(tmp_path: Path, monkeypatc
     that hidden folder behind for a later pruning; publishing does not fail on it."""
     folders = make_versions(tmp_path, 3)
     (folders[0] / "model.keras").write_bytes(b"weights")
-    unlink = os.unlink
-
-    def refusing_unlink(path, *args, **kwargs) -> None:
-        if str(path).endswith("model.keras"):
-            raise PermissionError(13, "Permission denied", str(path))
-        unlink(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "unlink", refusing_unlink)
+    refuse_to_delete(monkeypatch, "model.keras")
     assert prune_versions(tmp_path, keep=1) == folders[:2]
     assert version_folders(tmp_path) == folders[2:]
 
@@ -464,18 +470,33 @@ def test_a_failed_write_is_reported_even_when_its_leftovers_cannot_be_deleted(
 ) -> None:
     """The caller learns why the write failed; a staging folder that cannot be removed whole must
     not replace that error with its own (the next run removes it)."""
-    unlink = os.unlink
-
-    def refusing_unlink(path, *args, **kwargs) -> None:
-        if str(path).endswith("model.keras"):
-            raise PermissionError(13, "Permission denied", str(path))
-        unlink(path, *args, **kwargs)
 
     def write(folder: Path) -> None:
         (folder / "model.keras").write_bytes(b"half a model")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "unlink", refusing_unlink)
+    refuse_to_delete(monkeypatch, "model.keras")
     with pytest.raises(OSError, match="No space left on device"):
         publish_bundle(tmp_path, "v1", write, keep=3)
     assert version_folders(tmp_path) == []
+
+
+def test_cleaning_staging_passes_over_fresh_folders_and_ones_it_cannot_delete(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A staging folder without its lock file yet (a writer just starting) is left alone, and so is
+    one that cannot be deleted whole; neither stops the others being cleaned, in whatever order
+    the directory lists them (ten of each kind, interleaved, so that none comes last by luck)."""
+    fresh, abandoned = [], []
+    for index in range(10):
+        fresh.append(tmp_path / f"{STAGING_PREFIX}v{index}-fresh")
+        fresh[-1].mkdir()
+        abandoned.append(tmp_path / f"{STAGING_PREFIX}v{index}-dead")
+        abandoned[-1].mkdir()
+        (abandoned[-1] / WRITER_LOCK).write_bytes(b"")  # its writer died: nobody holds the lock
+    stuck = abandoned[0] / "model.keras"
+    stuck.write_bytes(b"partial")
+    refuse_to_delete(monkeypatch, "model.keras")
+    remove_abandoned_staging(tmp_path)
+    assert all(folder.exists() for folder in fresh)
+    assert [folder.exists() for folder in abandoned] == [True] + [False] * 9
