@@ -6,6 +6,7 @@ Publishing bundles in a model folder is `test_bundle_store`'s subject.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -329,3 +330,29 @@ def test_a_model_without_member_tables_is_refused(bundle_copy):
     score = keras.layers.Dense(1, activation="sigmoid")(keras.ops.cast(inputs, "float32"))
     keras.Model(inputs, {"rating": score, "ranking": score}).save(bundle_copy / "model.keras")
     assert "member0_user_embedding" in expect_refusal(bundle_copy, "model.keras")
+
+
+def test_a_manifest_that_leaves_out_a_required_file_is_refused_naming_it(bundle_copy: Path) -> None:
+    """Every required file must be bound by the manifest: one left out is named in the refusal."""
+    path = bundle_copy / MANIFEST_FILE
+    document = json.loads(path.read_text())
+    del document["files"]["encoders.json"]
+    path.write_text(json.dumps(document))
+    assert "does not list encoders.json" in expect_refusal(bundle_copy, MANIFEST_FILE, seal=False)
+
+
+@pytest.mark.parametrize("listed", ["assets/extra.bin", ".hidden"], ids=["nested", "hidden"])
+def test_a_manifest_listing_more_than_the_bundle_s_visible_files_is_refused(
+    bundle_copy: Path, listed: str
+) -> None:
+    """The manifest covers the bundle folder's own visible files, as the writer lists them: a
+    nested path or a hidden file (the writer's lock) is refused even when it exists and matches,
+    so a manifest cannot have the reader hash, and vouch for, files the writer never wrote."""
+    extra = bundle_copy / listed
+    extra.parent.mkdir(exist_ok=True)
+    extra.write_bytes(b"extra")
+    path = bundle_copy / MANIFEST_FILE
+    document = json.loads(path.read_text())
+    document["files"][listed] = {"bytes": 5, "sha256": hashlib.sha256(b"extra").hexdigest()}
+    path.write_text(json.dumps(document))
+    assert repr(listed) in expect_refusal(bundle_copy, MANIFEST_FILE, seal=False)
