@@ -356,3 +356,13 @@ def test_a_manifest_listing_more_than_the_bundle_s_visible_files_is_refused(
     document["files"][listed] = {"bytes": 5, "sha256": hashlib.sha256(b"extra").hexdigest()}
     path.write_text(json.dumps(document))
     assert repr(listed) in expect_refusal(bundle_copy, MANIFEST_FILE, seal=False)
+
+
+def test_ratings_that_need_unpickling_to_load_are_refused(bundle_copy: Path) -> None:
+    """Unpickling runs code the file carries: `ratings.npz` must hold plain numeric arrays, and an
+    object array (which only a pickle can store) is refused, not loaded."""
+    with np.load(bundle_copy / "ratings.npz") as stored:
+        arrays = dict(stored)
+    arrays["movies"] = arrays["movies"].astype(object)
+    np.savez(bundle_copy / "ratings.npz", **arrays)
+    assert "ratings.npz" in expect_refusal(bundle_copy, "ratings.npz")
