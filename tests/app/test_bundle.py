@@ -166,6 +166,9 @@ def damage_ratings(path: Path, how: str) -> None:
         arrays["indptr"] = arrays["indptr"][:-1]
     elif how == "movie row out of range":
         arrays["movies"][0] = 10**6
+    elif how == "movie row one past the last":
+        with open(path.parent / "encoders.json") as encoders:
+            arrays["movies"][0] = len(json.load(encoders)["movies"])
     elif how == "negative movie row":
         arrays["movies"][-1] = -1
     elif how == "counts disagree":
@@ -182,6 +185,7 @@ def damage_ratings(path: Path, how: str) -> None:
     [
         "short indptr",
         "movie row out of range",
+        "movie row one past the last",
         "negative movie row",
         "counts disagree",
         "decreasing indptr",
@@ -366,3 +370,14 @@ def test_ratings_that_need_unpickling_to_load_are_refused(bundle_copy: Path) -> 
     arrays["movies"] = arrays["movies"].astype(object)
     np.savez(bundle_copy / "ratings.npz", **arrays)
     assert "ratings.npz" in expect_refusal(bundle_copy, "ratings.npz")
+
+
+def test_ratings_all_of_one_movie_are_accepted(bundle_copy: Path) -> None:
+    """A data set whose every rating is of one movie (the smallest and largest row rated are the
+    same) is consistent: its bundle loads."""
+    with np.load(bundle_copy / "ratings.npz") as stored:
+        arrays = dict(stored)
+    arrays["movies"][:] = 0
+    np.savez(bundle_copy / "ratings.npz", **arrays)
+    write_manifest(bundle_copy)
+    assert load_bundle(bundle_copy).ratings.movies.max() == 0
