@@ -114,8 +114,9 @@ class MicroBatcher(Generic[Item, Result]):
         self._stopping = True
         if self._worker is not None:
             self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            # Waited for, not awaited: a worker that died has had its error reported (`on_stop`),
+            # and raising it again here would cut the rest of the shutdown short.
+            await asyncio.wait([self._worker])
         self._fail_waiting("the server is shutting down")
 
     async def submit(self, item: Item) -> Batched[Result]:
@@ -182,8 +183,9 @@ class MicroBatcher(Generic[Item, Result]):
                         waiting.future.set_result(Batched(result, len(batch)))
             except Exception as error:
                 self._fail(batch, error)
-            finally:
-                self._answered(batch)
+            # Not in a `finally`: a stage cancelled or dying mid-call leaves its batch in flight,
+            # for `_fail_waiting` to answer; dropped here, its requests would wait forever.
+            self._answered(batch)
 
     def _answered(self, batch: list[_Waiting[Item, Result]]) -> None:
         self._in_flight = [other for other in self._in_flight if other is not batch]

@@ -25,7 +25,7 @@ PRUNING_PREFIX = ".pruning-"
 WRITER_LOCK = ".writer.lock"
 
 
-def publish_bundle(model_dir: Path, version: str, write: Callable[[Path], None], keep: int = 3) -> Path:
+def publish_bundle(model_dir: Path, version: str, write: Callable[[Path], None], keep: int) -> Path:
     """Has `write` fill a staging folder, renames it to `version`, points `current` at it, prunes.
 
     The manifest (`app.bundle.write_manifest`) is written once `write` is done, so it covers every
@@ -96,7 +96,7 @@ def version_folders(model_dir: Path) -> list[Path]:
     found = [
         p for p in model_dir.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
     ]
-    return sorted(found, key=lambda p: p.name)
+    return sorted(found)  # one parent: the paths sort by name, which sorts by creation time
 
 
 def prune_versions(model_dir: Path, keep: int) -> list[Path]:

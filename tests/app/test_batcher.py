@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -75,17 +77,18 @@ async def test_a_full_queue_refuses_at_once():
 
 
 async def test_items_arriving_within_the_window_share_one_batch():
-    """The window is what merges requests that do not arrive together; 50 ms into 2 s is well inside."""
+    """The window is what merges requests that do not arrive together; 10 ms into half a second is
+    well inside (and a window under a second is a window too)."""
     calls: list[list[int]] = []
 
     def process(items):
         calls.append(list(items))
         return list(items)
 
-    merged = batcher(process, window=2.0, max_items=2)
+    merged = batcher(process, window=0.5, max_items=2)
     merged.start()
     first = asyncio.ensure_future(merged.submit(1))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.01)
     second = asyncio.ensure_future(merged.submit(2))
     assert [(await within(5, f)).value for f in (first, second)] == [1, 2]
     await merged.stop()
@@ -133,8 +136,16 @@ async def within(seconds: float, awaitable):
         return await awaitable
 
 
-@pytest.mark.parametrize("fault", ["on_batch raises", "wrong number of results", "prepare raises"])
-async def test_a_fault_anywhere_in_the_loop_fails_only_its_own_batch(fault):
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("on_batch raises", "metrics backend gone"),
+        ("wrong number of results", "2 results for a batch of 1"),
+        ("prepare raises", "database gone"),
+    ],
+)
+async def test_a_fault_anywhere_in_the_loop_fails_only_its_own_batch(fault: str, message: str) -> None:
+    """The failed batch's requests get the fault's own error (the log line says what went wrong)."""
     calls = {"n": 0}
 
     def process(items):
@@ -156,8 +167,9 @@ async def test_a_fault_anywhere_in_the_loop_fails_only_its_own_batch(fault):
 
     merged = batcher(process, window=0, max_items=1, on_batch=on_batch, prepare=prepare)
     merged.start()
-    with pytest.raises(Exception):  # noqa: B017 - whichever error the fault raised
+    with pytest.raises(Exception) as failed:  # whichever error the fault raised
         await within(2, merged.submit(1))
+    assert str(failed.value) == message
     assert (await within(2, merged.submit(2))).value == 20
     assert merged.alive
     await merged.stop()
@@ -226,3 +238,245 @@ async def test_a_batch_is_capped_by_work():
     await asyncio.gather(*results)
     await merged.stop()
     assert [len(call) for call in calls] == [2, 2, 2]  # 40 + 40 fits in 100; a third would not
+
+
+# --- added for the mutation survivors (README, Mutation testing) ---------------------------------
+
+
+async def test_the_model_runs_on_the_executor_it_was_given() -> None:
+    """The service hands every batcher one model thread so Keras calls never overlap; the loop's
+    default executor would run them on any of its threads."""
+    threads: list[str] = []
+
+    def process(items: list) -> list:
+        threads.append(threading.current_thread().name)
+        return list(items)
+
+    merged = batcher(process, executor=ThreadPoolExecutor(1, thread_name_prefix="the-model"))
+    merged.start()
+    await within(5, asyncio.gather(*(merged.submit(i) for i in range(3))))
+    await merged.stop()
+    assert threads and all(name.startswith("the-model") for name in threads)
+
+
+async def test_on_batch_is_told_the_size_of_every_batch() -> None:
+    """The service's batch-size histogram is fed by `on_batch`: one call per batch, its size."""
+    calls: list[list[int]] = []
+    sizes: list[int] = []
+
+    def process(items: list) -> list:
+        calls.append(list(items))
+        return list(items)
+
+    merged = batcher(process, on_batch=sizes.append)
+    merged.start()
+    await within(5, asyncio.gather(*(merged.submit(i) for i in range(20))))
+    await merged.stop()
+    assert sizes == [len(call) for call in calls]
+
+
+async def test_the_worker_task_is_named_in_task_dumps() -> None:
+    """`asyncio.all_tasks()` (a debugger, a hang report) shows which task is the model worker."""
+    merged = batcher(lambda items: list(items))
+    merged.start()
+    names = {task.get_name() for task in asyncio.all_tasks()}
+    await merged.stop()
+    assert "micro-batcher" in names
+
+
+async def test_a_batcher_never_started_refuses_requests_and_stops_quietly() -> None:
+    """Between construction and `start` (a service still loading): not alive, not stopped either
+    (readiness must not report a crash), requests refused with the reason, `stop` harmless."""
+    merged = batcher(lambda items: list(items))
+    assert not merged.alive and not merged.stopped
+    with pytest.raises(Overloaded) as refused:
+        await merged.submit(1)
+    assert str(refused.value) == "the model worker has stopped"
+    await within(2, merged.stop())
+
+
+async def test_stopping_fails_every_request_as_a_shutdown_and_is_not_reported_as_a_crash() -> None:
+    """On shutdown each request still waiting (on the model, handed off, formed, queued; after
+    one batch was served, so its bookkeeping has run) gets a 503 that says so, the worker ends,
+    and `on_stop` (a CRITICAL log line, a metric) is not called: only a worker that ends by itself
+    is a crash."""
+    release = threading.Event()
+    reported: list[BaseException | None] = []
+
+    def process(items: list) -> list:
+        if items != [0]:
+            release.wait(5)
+        return list(items)
+
+    merged = batcher(process, window=0, max_items=1, on_stop=reported.append)
+    merged.start()
+    assert (await within(5, merged.submit(0))).value == 0
+    requests = []
+    for item in range(1, 5):  # 1 on the model, 2 handed off, 3 formed and waiting, 4 queued
+        requests.append(asyncio.ensure_future(merged.submit(item)))
+        await asyncio.sleep(0.01)
+    assert merged.queued == 1
+    await within(2, merged.stop())
+    release.set()
+    for request in requests:
+        with pytest.raises(Overloaded) as refused:
+            await within(2, request)
+        assert str(refused.value) == "the server is shutting down"
+    assert merged.stopped and not merged.alive and merged.queued_work == 0
+    assert reported == []
+
+
+async def test_a_cancelled_request_gives_its_place_back_before_the_worker_takes_it() -> None:
+    """A client that goes away while its item still waits in the window frees its work at once, and
+    the batch formed later neither counts it twice nor computes it."""
+    calls: list[list[str]] = []
+
+    def process(items: list) -> list:
+        calls.append(list(items))
+        return [len(i) for i in items]
+
+    merged = batcher(process, window=60, max_items=3, max_queue=100, cost=len)
+    merged.start()
+    first = asyncio.ensure_future(merged.submit("aa"))
+    gone = asyncio.ensure_future(merged.submit("bbb"))
+    await asyncio.sleep(0)
+    assert merged.queued_work == 5
+    gone.cancel()
+    await asyncio.sleep(0)
+    assert merged.queued_work == 2, "the cancelled item's 3 units are free before the window ends"
+    last = asyncio.ensure_future(merged.submit("c"))  # the third item fills the batch: no 60 s wait
+    assert [(await within(5, f)).value for f in (first, last)] == [2, 1]
+    assert gone.cancelled()
+    assert calls == [["aa", "c"]]
+    assert merged.queued_work == 0
+    await merged.stop()
+
+
+@pytest.mark.parametrize(
+    ("options", "items"),
+    [
+        ({"max_items": 2}, ["a", "b"]),
+        ({"max_items": 64, "max_batch_work": 100, "cost": len}, ["p" * 50, "q" * 50]),
+    ],
+    ids=["by items", "by work, exactly"],
+)
+async def test_a_batch_that_fills_up_is_computed_without_waiting_out_its_window(options, items) -> None:
+    """A window of a minute: only a batch that is full (items, or work up to and including the cap)
+    ends it, and a cap met exactly still fits in one batch."""
+    calls: list[list[str]] = []
+
+    def process(batch: list) -> list:
+        calls.append(list(batch))
+        return list(batch)
+
+    merged = batcher(process, window=60, max_queue=1000, **options)
+    merged.start()
+    results = await within(5, asyncio.gather(*(merged.submit(i) for i in items)))
+    await merged.stop()
+    assert [r.value for r in results] == items and calls == [items]
+
+
+async def test_without_a_window_a_batch_is_what_had_arrived_when_the_worker_woke() -> None:
+    """Window 0 means no waiting at all: an item submitted after the worker woke for the first one
+    goes in the next batch instead of holding the first back."""
+    calls: list[list[int]] = []
+
+    def process(items: list) -> list:
+        calls.append(list(items))
+        return list(items)
+
+    merged = batcher(process, window=0)
+    merged.start()
+    first = asyncio.ensure_future(merged.submit(1))
+    await asyncio.sleep(0)  # item 1 is queued and the worker woken
+    second = asyncio.ensure_future(merged.submit(2))
+    assert [(await within(5, f)).value for f in (first, second)] == [1, 2]
+    await merged.stop()
+    assert calls == [[1], [2]]
+
+
+async def test_while_the_model_is_busy_one_batch_waits_and_the_rest_keep_merging() -> None:
+    """The hand-off between the stages holds one batch: while the model computes, one more batch is
+    formed and waits, and later arrivals merge into the one after it instead of queueing as many
+    small batches (which is how batches grow under load)."""
+    release = threading.Event()
+    calls: list[list[int]] = []
+
+    def process(items: list) -> list:
+        release.wait(5)
+        calls.append(list(items))
+        return list(items)
+
+    merged = batcher(process, window=0)
+    merged.start()
+    requests = []
+    for item in range(1, 6):  # 1 on the model, 2 handed off, 3 formed and waiting, 4 and 5 queued
+        requests.append(asyncio.ensure_future(merged.submit(item)))
+        await asyncio.sleep(0.01)
+    release.set()
+    assert [(await within(5, f)).value for f in requests] == [1, 2, 3, 4, 5]
+    await merged.stop()
+    assert calls == [[1], [2], [3], [4, 5]]
+
+
+class Request:
+    """An item that can be weakly referenced, to see whether the batcher still holds it."""
+
+
+async def test_the_batcher_keeps_no_reference_to_requests_it_has_answered() -> None:
+    """Every batch, answered or failed, is let go: a long-running server must not hold on to every
+    request it ever served."""
+
+    def on_batch(size: int) -> None:
+        if failing:
+            raise RuntimeError("metrics backend gone")
+
+    merged = batcher(lambda items: [1 for _ in items], window=0, max_items=1, on_batch=on_batch)
+    merged.start()
+    served, failed = Request(), Request()
+    failing = False
+    await within(5, merged.submit(served))
+    failing = True
+    with pytest.raises(RuntimeError):
+        await within(5, merged.submit(failed))
+    failing = False
+    await within(5, merged.submit(Request()))  # a later round replaces the worker's locals
+    gone = [weakref.ref(served), weakref.ref(failed)]
+    del served, failed
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None]
+    await merged.stop()
+
+
+class Fatal(BaseException):
+    """An error no round catches (not an `Exception`): it ends the worker task itself."""
+
+
+async def test_a_worker_that_dies_fails_every_request_and_reports_why() -> None:
+    """The worker ending by itself is a crash: each request still waiting (on the model, handed
+    off, formed, queued) gets a 503 saying the worker stopped, the queue's work returns to zero,
+    `on_stop` receives the error (logged as CRITICAL by the service), and a later `stop` does not
+    raise it again (it would cut the service's shutdown short)."""
+    release = threading.Event()
+    reported: list[BaseException | None] = []
+
+    def process(items: list) -> list:
+        release.wait(5)
+        raise Fatal("the model thread is gone")
+
+    merged = batcher(process, window=0, max_items=1, on_stop=reported.append)
+    merged.start()
+    requests = []
+    for item in range(1, 5):  # 1 on the model, 2 handed off, 3 formed and waiting, 4 queued
+        requests.append(asyncio.ensure_future(merged.submit(item)))
+        await asyncio.sleep(0.01)
+    assert merged.queued == 1
+    release.set()
+    for request in requests:
+        with pytest.raises(Overloaded) as refused:
+            await within(5, request)
+        assert str(refused.value) == "the model worker has stopped"
+    assert merged.stopped and merged.queued_work == 0
+    [error] = reported
+    assert isinstance(error, BaseExceptionGroup) and error.subgroup(Fatal) is not None
+    await merged.stop()

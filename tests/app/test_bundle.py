@@ -6,6 +6,7 @@ Publishing bundles in a model folder is `test_bundle_store`'s subject.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -165,6 +166,9 @@ def damage_ratings(path: Path, how: str) -> None:
         arrays["indptr"] = arrays["indptr"][:-1]
     elif how == "movie row out of range":
         arrays["movies"][0] = 10**6
+    elif how == "movie row one past the last":
+        with open(path.parent / "encoders.json") as encoders:
+            arrays["movies"][0] = len(json.load(encoders)["movies"])
     elif how == "negative movie row":
         arrays["movies"][-1] = -1
     elif how == "counts disagree":
@@ -181,6 +185,7 @@ def damage_ratings(path: Path, how: str) -> None:
     [
         "short indptr",
         "movie row out of range",
+        "movie row one past the last",
         "negative movie row",
         "counts disagree",
         "decreasing indptr",
@@ -329,3 +334,50 @@ def test_a_model_without_member_tables_is_refused(bundle_copy):
     score = keras.layers.Dense(1, activation="sigmoid")(keras.ops.cast(inputs, "float32"))
     keras.Model(inputs, {"rating": score, "ranking": score}).save(bundle_copy / "model.keras")
     assert "member0_user_embedding" in expect_refusal(bundle_copy, "model.keras")
+
+
+def test_a_manifest_that_leaves_out_a_required_file_is_refused_naming_it(bundle_copy: Path) -> None:
+    """Every required file must be bound by the manifest: one left out is named in the refusal."""
+    path = bundle_copy / MANIFEST_FILE
+    document = json.loads(path.read_text())
+    del document["files"]["encoders.json"]
+    path.write_text(json.dumps(document))
+    assert "does not list encoders.json" in expect_refusal(bundle_copy, MANIFEST_FILE, seal=False)
+
+
+@pytest.mark.parametrize("listed", ["assets/extra.bin", ".hidden"], ids=["nested", "hidden"])
+def test_a_manifest_listing_more_than_the_bundle_s_visible_files_is_refused(
+    bundle_copy: Path, listed: str
+) -> None:
+    """The manifest covers the bundle folder's own visible files, as the writer lists them: a
+    nested path or a hidden file (the writer's lock) is refused even when it exists and matches,
+    so a manifest cannot have the reader hash, and vouch for, files the writer never wrote."""
+    extra = bundle_copy / listed
+    extra.parent.mkdir(exist_ok=True)
+    extra.write_bytes(b"extra")
+    path = bundle_copy / MANIFEST_FILE
+    document = json.loads(path.read_text())
+    document["files"][listed] = {"bytes": 5, "sha256": hashlib.sha256(b"extra").hexdigest()}
+    path.write_text(json.dumps(document))
+    assert repr(listed) in expect_refusal(bundle_copy, MANIFEST_FILE, seal=False)
+
+
+def test_ratings_that_need_unpickling_to_load_are_refused(bundle_copy: Path) -> None:
+    """Unpickling runs code the file carries: `ratings.npz` must hold plain numeric arrays, and an
+    object array (which only a pickle can store) is refused, not loaded."""
+    with np.load(bundle_copy / "ratings.npz") as stored:
+        arrays = dict(stored)
+    arrays["movies"] = arrays["movies"].astype(object)
+    np.savez(bundle_copy / "ratings.npz", **arrays)
+    assert "ratings.npz" in expect_refusal(bundle_copy, "ratings.npz")
+
+
+def test_ratings_all_of_one_movie_are_accepted(bundle_copy: Path) -> None:
+    """A data set whose every rating is of one movie (the smallest and largest row rated are the
+    same) is consistent: its bundle loads."""
+    with np.load(bundle_copy / "ratings.npz") as stored:
+        arrays = dict(stored)
+    arrays["movies"][:] = 0
+    np.savez(bundle_copy / "ratings.npz", **arrays)
+    write_manifest(bundle_copy)
+    assert load_bundle(bundle_copy).ratings.movies.max() == 0

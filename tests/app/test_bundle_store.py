@@ -6,7 +6,9 @@ A reader never sees half a bundle, and a failed or killed run leaves `current` w
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -25,9 +27,11 @@ from app.bundle import (
 )
 from app.bundle_store import (
     CURRENT,
+    PRUNING_PREFIX,
     STAGING_PREFIX,
     WRITER_LOCK,
     current_bundle_path,
+    folder_stamp,
     point_current,
     prune_versions,
     publish_bundle,
@@ -62,6 +66,19 @@ def rewrite(loaded, model_dir: Path, keep: int = 3, write_extras=None, **overrid
 
 def temporaries(model_dir: Path) -> list[Path]:
     return list(model_dir.glob(f"{STAGING_PREFIX}*"))
+
+
+def refuse_to_delete(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Every file called `name` cannot be deleted from now on (another owner, a read-only mount:
+    what a test running as root cannot arrange with permissions)."""
+    unlink = os.unlink
+
+    def refusing_unlink(path, *args, **kwargs) -> None:
+        if Path(path).name == name:
+            raise PermissionError(13, "Permission denied", str(path))
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refusing_unlink)
 
 
 # --- publication -------------------------------------------------------------------------
@@ -134,6 +151,22 @@ def test_a_reader_never_finds_current_missing_while_it_is_switched(tmp_path):
 def test_a_missing_current_is_a_bundle_error_that_says_how_to_make_one(tmp_path):
     with pytest.raises(BundleError, match=HOW_TO):
         current_bundle_path(tmp_path)
+
+
+def test_a_current_pointing_at_a_missing_version_is_a_bundle_error_naming_it(tmp_path: Path) -> None:
+    """A version deleted by hand under `current`: the error says which one it was."""
+    point_current(tmp_path, "20260101T000000000000Z-1")
+    with pytest.raises(
+        BundleError, match=r"points at 20260101T000000000000Z-1, which is not there; .*" + HOW_TO
+    ):
+        current_bundle_path(tmp_path)
+
+
+def test_a_model_folder_that_cannot_be_read_is_a_bundle_error_with_the_reason(tmp_path: Path) -> None:
+    """An OSError the checks do not swallow (here a name too long for the file system) becomes a
+    `BundleError` with the system's reason, which the service reports instead of crashing."""
+    with pytest.raises(BundleError, match=r"cannot read .*\(File name too long\); .*" + HOW_TO):
+        current_bundle_path(tmp_path / ("x" * 300))
 
 
 # --- interrupted writes -------------------------------------------------------------------
@@ -315,3 +348,155 @@ def test_pruning_killed_midway_leaves_no_visible_partial_version(tmp_path, monke
     prune_versions(tmp_path, keep=2)
     assert version_folders(tmp_path) == folders[2:]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CURRENT, *(f.name for f in folders[2:])])
+
+
+def test_pruning_is_not_stopped_by_a_leftover_it_cannot_delete(tmp_path: Path) -> None:
+    """A hidden leftover of an earlier pruning that cannot be removed (here a file where a folder
+    was expected) is left for later: publishing a new version must not fail on it."""
+    folders = make_versions(tmp_path, 3)
+    (tmp_path / f"{PRUNING_PREFIX}stuck").write_bytes(b"not a folder")
+    assert prune_versions(tmp_path, keep=1) == folders[:2]
+    assert version_folders(tmp_path) == folders[2:]
+
+
+# --- durability and change detection ---------------------------------------------------------
+
+
+def test_publishing_fsyncs_every_file_and_both_folders_before_the_rename(tmp_path: Path, monkeypatch) -> None:
+    """A published bundle survives a power loss only if its files reach the disk before the
+    rename makes them visible: every file (nested ones too) and the staging folder are fsynced
+    while still staged, and the model folder once `current` is switched."""
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recording_fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        fsync(descriptor)
+
+    def write(folder: Path) -> None:
+        (folder / "model.keras").write_bytes(b"weights")
+        (folder / "assets").mkdir()
+        (folder / "assets" / "vocabulary.txt").write_text("words")
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    final = publish_bundle(tmp_path, "v1", write, keep=3)
+    staged = {Path(path) for path in synced if Path(path).name.startswith(STAGING_PREFIX)}
+    assert len(staged) == 1, "the staging folder itself"
+    [staging] = staged
+    files = {str(Path(path).relative_to(staging)) for path in synced if Path(path).is_relative_to(staging)}
+    assert files >= {"model.keras", "assets/vocabulary.txt", MANIFEST_FILE}
+    assert str(tmp_path) in synced and final == tmp_path / "v1"
+
+
+def test_a_folder_stamp_changes_with_any_file_s_size_inode_or_time_and_only_then(tmp_path: Path) -> None:
+    """The service remembers a refused bundle by its stamp and retries it once fixed in place: a
+    file rewritten (size or time), replaced (a new inode) or added changes the stamp; nothing
+    else does, and the order the directory lists its files in does not matter."""
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    for name in ("b.json", "a.json", "c.json"):
+        (folder / name).write_text("{}")
+    when = 1_700_000_000_000_000_000
+    for path in folder.iterdir():
+        os.utime(path, ns=(when, when))
+    stamp = folder_stamp(folder)
+    assert folder_stamp(folder) == stamp and stamp[0] == str(folder)
+    assert [entry[0] for entry in stamp[1]] == ["a.json", "b.json", "c.json"]
+
+    def changed(how) -> bool:
+        before = folder_stamp(folder)
+        how(folder / "a.json")
+        return folder_stamp(folder) != before
+
+    def resize(path: Path) -> None:
+        path.write_text('{"x": 1}')
+        os.utime(path, ns=(when, when))
+
+    def touch(path: Path) -> None:
+        os.utime(path, ns=(when + 1, when + 1))
+
+    def replace(path: Path) -> None:
+        shutil.copy2(path, path.with_name("copy"))
+        os.replace(path.with_name("copy"), path)
+
+    assert changed(resize) and changed(touch) and changed(replace)
+    assert not changed(lambda path: path.read_text())
+    copy = tmp_path / "v2"
+    shutil.copytree(folder, copy)
+    assert folder_stamp(copy) != folder_stamp(folder), "another folder, another stamp"
+
+
+def test_pruning_skips_a_version_another_run_removed_and_prunes_the_rest(tmp_path: Path, monkeypatch) -> None:
+    """Two runs pruning at once: a version listed, then renamed away by the other run before this
+    one gets to it, is skipped, and the older versions after it are still removed."""
+    folders = make_versions(tmp_path, 4)
+    gone = tmp_path / "20260100T000000000000Z-99"  # listed, then removed by the other run
+    monkeypatch.setattr("app.bundle_store.version_folders", lambda model_dir: [gone, *folders])
+    prune_versions(tmp_path, keep=2)
+    assert [folder.exists() for folder in folders] == [False, False, True, True]
+
+
+def test_pruning_goes_on_past_a_file_it_cannot_delete(tmp_path: Path, monkeypatch) -> None:
+    """A file of an old version that cannot be deleted (another owner, a read-only mount) leaves
+    that hidden folder behind for a later pruning; publishing does not fail on it."""
+    folders = make_versions(tmp_path, 3)
+    (folders[0] / "model.keras").write_bytes(b"weights")
+    refuse_to_delete(monkeypatch, "model.keras")
+    assert prune_versions(tmp_path, keep=1) == folders[:2]
+    assert version_folders(tmp_path) == folders[2:]
+
+
+def test_a_bundle_is_written_hidden_beside_the_versions_and_published_readable_by_all(tmp_path: Path) -> None:
+    """The staging folder is created in the model folder (so the rename is atomic and stays on one
+    file system, creating missing parents), is hidden and named for its version (pruning and
+    servers ignore it, `remove_abandoned_staging` finds it), and the published folder is
+    readable by a server running as another user but writable by its owner only."""
+    model_dir = tmp_path / "not" / "yet" / "there"
+    seen: list[tuple[Path, list[Path]]] = []
+
+    def write(folder: Path) -> None:
+        seen.append((folder, version_folders(model_dir)))
+        (folder / "model.keras").write_bytes(b"weights")
+
+    final = publish_bundle(model_dir, "v1", write, keep=3)
+    [(staging, visible)] = seen
+    assert staging.parent == model_dir and staging.name.startswith(f"{STAGING_PREFIX}v1-")
+    assert visible == []
+    assert final == model_dir / "v1" and stat.S_IMODE(final.stat().st_mode) == 0o755
+
+
+def test_a_failed_write_is_reported_even_when_its_leftovers_cannot_be_deleted(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The caller learns why the write failed; a staging folder that cannot be removed whole must
+    not replace that error with its own (the next run removes it)."""
+
+    def write(folder: Path) -> None:
+        (folder / "model.keras").write_bytes(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    refuse_to_delete(monkeypatch, "model.keras")
+    with pytest.raises(OSError, match="No space left on device"):
+        publish_bundle(tmp_path, "v1", write, keep=3)
+    assert version_folders(tmp_path) == []
+
+
+def test_cleaning_staging_passes_over_fresh_folders_and_ones_it_cannot_delete(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A staging folder without its lock file yet (a writer just starting) is left alone, and so is
+    one that cannot be deleted whole; neither stops the others being cleaned, in whatever order
+    the directory lists them (ten of each kind, interleaved, so that none comes last by luck)."""
+    fresh, abandoned = [], []
+    for index in range(10):
+        fresh.append(tmp_path / f"{STAGING_PREFIX}v{index}-fresh")
+        fresh[-1].mkdir()
+        abandoned.append(tmp_path / f"{STAGING_PREFIX}v{index}-dead")
+        abandoned[-1].mkdir()
+        (abandoned[-1] / WRITER_LOCK).write_bytes(b"")  # its writer died: nobody holds the lock
+    stuck = abandoned[0] / "model.keras"
+    stuck.write_bytes(b"partial")
+    refuse_to_delete(monkeypatch, "model.keras")
+    remove_abandoned_staging(tmp_path)
+    assert all(folder.exists() for folder in fresh)
+    assert [folder.exists() for folder in abandoned] == [True] + [False] * 9
