@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from app import bundle as bundle_module
 from app.bundle import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -381,3 +382,39 @@ def test_ratings_all_of_one_movie_are_accepted(bundle_copy: Path) -> None:
     np.savez(bundle_copy / "ratings.npz", **arrays)
     write_manifest(bundle_copy)
     assert load_bundle(bundle_copy).ratings.movies.max() == 0
+
+
+def _pair_model(outputs: int = 1, *, weight: float = 0.5, named: bool = True) -> keras.Model:
+    """A small stand-in for a trained model: (N, 2) index pairs in, `outputs` columns out, every
+    weight `weight` (NaN makes every score NaN)."""
+    pairs = keras.Input((2,), dtype="int32")
+    vectors = keras.layers.Flatten()(keras.layers.Embedding(8, 3)(pairs))
+    scores = [keras.layers.Dense(outputs, name=f"dense{i}")(vectors) for i in range(2 if named else 1)]
+    model = keras.Model(pairs, {"rating": scores[0], "ranking": scores[1]} if named else scores[0])
+    for layer in model.layers:
+        layer.set_weights([np.full_like(w, weight) for w in layer.get_weights()])
+    return model
+
+
+PROBE_ENCODERS = Encoders(users=[1, 2, 3], movies=[10, 20, 30, 40], rating_min=0.5, rating_max=5.0)
+
+
+def test_the_model_probe_accepts_two_named_outputs_or_one_for_both() -> None:
+    bundle_module._check_model(Path("m.keras"), _pair_model(), PROBE_ENCODERS)
+    bundle_module._check_model(Path("m.keras"), _pair_model(named=False), PROBE_ENCODERS)
+
+
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [
+        (lambda: _pair_model(weight=float("nan")), "output 'rating' is (2, 1), expected finite (N, 1)"),
+        (lambda: _pair_model(outputs=2), "output 'rating' is (2, 2), expected finite (N, 1)"),
+        (lambda: _pair_model(named=False, outputs=3), "output 'rating' is (2, 3), expected finite"),
+        (lambda: keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]), "does not score [user,"),
+    ],
+    ids=["nan scores", "two columns", "one output of three columns", "wrong input"],
+)
+def test_the_model_probe_refuses_a_model_that_cannot_serve_saying_why(model, reason) -> None:
+    with pytest.raises(BundleError) as refused:
+        bundle_module._check_model(Path("m.keras"), model(), PROBE_ENCODERS)
+    assert reason in str(refused.value) and "m.keras" in str(refused.value)
