@@ -99,8 +99,8 @@ BUGS = [
     Bug(
         "the first user's rated movies are masked for every user of a batch",
         "app/inference.py",
-        "seen = [s.seen for s in states]",
-        "seen = [states[0].seen for s in states]",
+        "vectors, seen = bundle.vectors_of(states), [s.seen for s in states]",
+        "vectors, seen = bundle.vectors_of(states), [states[0].seen for s in states]",
         ("tests/app/test_inference.py", "tests/app/api/test_recommendations.py"),
     ),
     Bug(
