@@ -262,17 +262,7 @@ class Scorer:
 
         Rows marked in `vectors.given` are scored with `vectors` instead of their own.
         """
-        vectors = vectors or self.no_vectors(len(users))
-        outputs = predict_padded(
-            self.all_movies,
-            {
-                "users": users.astype(np.int32),
-                "given": vectors.given,
-                "rating_vectors": vectors.rating,
-                "ranking_vectors": vectors.ranking,
-            },
-            len(users),
-        )
+        outputs = predict_padded(self.all_movies, self._user_batch(users, vectors), len(users))
         return Scores(np.asarray(outputs[RATING_OUTPUT]), np.asarray(outputs[RANKING_OUTPUT]))
 
     def top_by_ranking(
@@ -282,24 +272,26 @@ class Scorer:
         (ties: the lower movie row first), with both outputs for them; -1 pads a row that has
         fewer unseen movies. Needs the ranking tables (`self.top_movies`)."""
         assert self.top_movies is not None, "top_by_ranking needs a bundle with ranking tables"
-        vectors = vectors or self.no_vectors(len(users))
-        excluded = np.zeros((len(users), self.n_movies), np.float32)
+        # Made at the padded size: the largest input, not copied again to be padded.
+        excluded = np.zeros((padded_size(len(users)), self.n_movies), np.float32)
         for line, rows in enumerate(seen):
             excluded[line, rows] = -np.inf
-        outputs = predict_padded(
-            self.top_movies,
-            {
-                "users": users.astype(np.int32),
-                "given": vectors.given,
-                "rating_vectors": vectors.rating,
-                "ranking_vectors": vectors.ranking,
-                "excluded": excluded,
-            },
-            len(users),
-        )
+        inputs = {**self._user_batch(users, vectors), "excluded": excluded}
+        outputs = predict_padded(self.top_movies, inputs, len(users))
         ranking = np.asarray(outputs[RANKING_OUTPUT])
         movies = np.where(np.isfinite(ranking), np.asarray(outputs[TOP_MOVIES_OUTPUT]), -1)
         return TopScores(movies, np.asarray(outputs[RATING_OUTPUT]), ranking)
+
+    def _user_batch(self, users: np.ndarray, vectors: UserVectors | None) -> dict[str, np.ndarray]:
+        """The derived models' user inputs (`_user_inputs`) for a batch: rows, and vectors that
+        replace them where given (none given when `vectors` is None)."""
+        vectors = vectors or self.no_vectors(len(users))
+        return {
+            "users": users.astype(np.int32),
+            "given": vectors.given,
+            "rating_vectors": vectors.rating,
+            "ranking_vectors": vectors.ranking,
+        }
 
     def no_vectors(self, n: int) -> UserVectors:
         """Placeholder vectors for `n` users who are all scored through their own rows."""
