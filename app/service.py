@@ -280,7 +280,8 @@ def freeze_heap() -> None:
     TensorFlow and Keras leave ~400,000 long-lived objects; each full collection walked them all,
     pausing the event loop for ~200 ms and setting the p99 latency under load. Frozen, they are
     skipped (still freed by reference counting). The bundles loaded later are not frozen: a
-    full collection walks ~27,000 objects for one (~2 ms), and an old bundle is freed entirely.
+    full collection walks ~27,000 objects for one (~20 ms, `_release_old`), and an old bundle is
+    freed entirely.
     """
     gc.collect()
     gc.freeze()
