@@ -95,10 +95,11 @@ def _rank(bundle: ServedBundle, states: list[UserState], batch: list[RecommendRe
         rating, ranking = scores.rating[lines, valid], scores.ranking[lines, valid]
     ranked = []
     for line, request in enumerate(batch):
-        keep = movies[line, : request.k] >= 0
+        listed = movies[line, : request.k]
+        keep = listed >= 0
         ranked.append(
             Ranked(
-                movie_rows=movies[line, : request.k][keep],
+                movie_rows=listed[keep],
                 stars=bundle.encoders.to_stars(rating[line, : request.k][keep].astype(np.float64)),
                 scores=ranking[line, : request.k][keep].astype(np.float64),
                 because=None,
