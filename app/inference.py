@@ -80,8 +80,8 @@ def _rank(bundle: ServedBundle, states: list[UserState], batch: list[RecommendRe
     whole batch asks for it, else from both outputs for every movie."""
     rows = np.array([s.row for s in states], dtype=np.int32)
     vectors, seen = bundle.vectors_of(states), [s.seen for s in states]
-    if bundle.scorer.top_movies is not None and all(r.rank_by == "ranking" for r in batch):
-        best = bundle.scorer.top_by_ranking(rows, vectors, seen)
+    if bundle.scorer.top_movies and all(r.rank_by == "ranking" for r in batch):
+        best = bundle.scorer.top_by_ranking(rows, vectors, seen, max(r.k for r in batch))
         movies, rating, ranking = best.movies, best.rating, best.ranking
     else:
         scores = bundle.scorer.score_users(rows, vectors)

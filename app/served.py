@@ -120,14 +120,15 @@ class ServedBundle:
         with stored ratings is folded in: vectors fitted to all their ratings at once.
         """
         row = self.user_rows.get(user_id)
+        if row is not None and not stored:  # most requests: the bundle's own arrays, nothing merged
+            movies, stars = self.ratings.of(row)
+            return UserState(row, movies, movies[stars >= LIKED_STARS])
         merged = self.merged_ratings(user_id, stored)
         if row is None and not merged:
             return None
         movies = np.fromiter(merged, np.int64, len(merged))
         stars = np.fromiter((value[0] for value in merged.values()), np.float64, len(merged))
         liked = movies[stars >= LIKED_STARS]
-        if row is not None and not stored:
-            return UserState(row, movies, liked)
         return UserState(row or 0, movies, liked, self.fold_in(movies, stars), folded_in=row is None)
 
     def fold_in(self, movies: np.ndarray, stars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
