@@ -1,9 +1,11 @@
 """Merging concurrent requests into one model call (micro-batching).
 
 A request submits its item and awaits a future. One worker task takes the first waiting item,
-keeps collecting for a short window or until a size cap, lets an optional `prepare` coroutine
-complete the items on the event loop (one database query for the whole batch, say), then runs
-the whole batch in a thread (off the event loop) and hands each request exactly its own result.
+keeps collecting for a short window, until a size cap, or until as many items wait as the
+largest of the last few batches took (under steady load: everyone who was coming is in), lets an
+optional `prepare` coroutine complete the items on the event loop (one database query for the
+whole batch, say), then runs the whole batch in a thread (off the event loop) and hands each
+request exactly its own result.
 While a batch runs, new items queue up and form the next batch, so under load batches grow by
 themselves.
 
@@ -27,6 +29,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+RECENT_BATCHES = 8  # the batch sizes `_full` remembers
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -84,6 +88,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._queued_work = 0
         self._arrived = asyncio.Event()
         self._in_flight: list[list[_Waiting[Item, Result]]] = []  # batches formed and not yet answered
+        self._recent_sizes: deque[int] = deque(maxlen=RECENT_BATCHES)  # items taken per batch
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -207,19 +212,29 @@ class MicroBatcher(Generic[Item, Result]):
                     while not self._full():
                         self._arrived.clear()
                         await self._arrived.wait()
-        work = 0
+        work = taken = 0
         while self._pending and len(batch) < self._max_items:
             waiting = self._pending[0]
             if self._max_batch_work is not None and batch and work + waiting.cost > self._max_batch_work:
                 break
             self._pending.popleft()
             self._queued_work -= waiting.cost
-            work, waiting.cost = work + waiting.cost, 0
+            work, waiting.cost, taken = work + waiting.cost, 0, taken + 1
             if not waiting.future.cancelled():  # the client went away; skip its work
                 batch.append(waiting)
+        self._recent_sizes.append(taken)
 
     def _full(self) -> bool:
-        if len(self._pending) >= self._max_items:
+        """Enough waits to close the batch: `max_items`, `max_batch_work`, or as many items as the
+        largest of the last `RECENT_BATCHES` batches took.
+
+        Under steady load the same clients come back each round: once all of them are in, the
+        window has nothing left to wait for, and waiting it out would hold every one of them
+        (at 32 connections, 2 ms of a 15 ms round). A batch that finds more waiting takes them
+        all and raises the mark; one that never reaches it still closes when the window ends.
+        """
+        expected = max(self._recent_sizes, default=self._max_items)
+        if len(self._pending) >= min(expected, self._max_items):
             return True
         return self._max_batch_work is not None and self._queued_work >= self._max_batch_work
 

@@ -54,7 +54,11 @@ class Settings(DatabaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="port to listen on")
     log_level: str = Field("info", description="debug, info, warning or error")
     batch_window_ms: float = Field(
-        2.0, ge=0, le=1000, description="how long a batch waits for more requests once one arrived"
+        2.0,
+        ge=0,
+        le=1000,
+        description="how long a batch waits for more requests once one arrived (less once as many wait "
+        "as the recent batches took)",
     )
     batch_max_users: int = Field(64, ge=1, description="most users scored in one model call")
     batch_max_requests: int = Field(64, ge=1, description="most /predict requests merged in one call")

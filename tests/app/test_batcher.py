@@ -376,6 +376,29 @@ async def test_a_batch_that_fills_up_is_computed_without_waiting_out_its_window(
     assert [r.value for r in results] == items and calls == [items]
 
 
+async def test_a_batch_closes_once_as_many_wait_as_the_largest_recent_batch_took() -> None:
+    """Under steady load the same clients come back each round: once as many wait as the recent
+    batches took, the window (a minute here) has nothing left to wait for. Fewer keep waiting."""
+    calls: list[list[str]] = []
+
+    def process(batch: list) -> list:
+        calls.append(list(batch))
+        return list(batch)
+
+    merged = batcher(process, window=60, max_items=8, max_queue=1000, max_batch_work=30, cost=len)
+    merged.start()
+    full_by_work = ["x" * 10, "y" * 10, "z" * 10]
+    await within(5, asyncio.gather(*(merged.submit(item) for item in full_by_work)))
+    await within(5, asyncio.gather(*(merged.submit(item) for item in "abc")))
+    two = [asyncio.ensure_future(merged.submit(item)) for item in "de"]
+    await asyncio.sleep(0.05)
+    assert not any(request.done() for request in two), "two of the three: the batch waits for more"
+    third = await within(5, merged.submit("f"))
+    assert [(await request).value for request in two] + [third.value] == ["d", "e", "f"]
+    await merged.stop()
+    assert calls == [full_by_work, ["a", "b", "c"], ["d", "e", "f"]]
+
+
 async def test_without_a_window_a_batch_is_what_had_arrived_when_the_worker_woke() -> None:
     """Window 0 means no waiting at all: an item submitted after the worker woke for the first one
     goes in the next batch instead of holding the first back."""
