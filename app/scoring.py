@@ -33,7 +33,7 @@ from app.bundle import (
 PAIRS_PER_CALL = 1 << 18
 MAX_K = 100  # the longest list a request may ask for
 # The lists the derived top-movies models rank, besides MAX_K. Most requests ask for 10 (the
-# default) or 20 movies, and ranking 20 instead of 100 takes a quarter off a batch's model call
+# default) or 20 movies, and ranking 20 instead of 100 takes a fifth off a batch's model call
 # (top-k and the rating of the listed movies shrink with k; measured: README, Performance).
 SHORT_LIST = 20
 TOP_MOVIES_OUTPUT = "movies"
