@@ -79,8 +79,9 @@ def dropped_lines() -> int:
 
 def configure(level: str) -> None:
     """Sends the service's own log lines to stderr as JSON, once per process; other libraries'
-    warnings too, through the root logger (which also keeps TensorFlow from adding a plain-text
-    handler of its own)."""
+    warnings too, through the root logger. TensorFlow's logger gives up the plain-text handler it
+    adds when it is first used before the root logger has one (in a uvicorn worker process, say)
+    and drops its retracing warning (`expected_retracing`)."""
     handler = shared_handler()
     if handler not in logger.handlers:
         logger.addHandler(handler)
@@ -90,6 +91,18 @@ def configure(level: str) -> None:
         root.setLevel(logging.WARNING)
     logger.setLevel(level.upper())
     logger.propagate = False
+    tensorflow = logging.getLogger("tensorflow")
+    tensorflow.handlers.clear()
+    tensorflow.propagate = True
+    if expected_retracing not in tensorflow.filters:
+        tensorflow.addFilter(expected_retracing)
+
+
+def expected_retracing(record: logging.LogRecord) -> bool:
+    """False for TensorFlow's "triggered tf.function retracing" warning, which is expected here:
+    every derived model traces once per padded batch shape (`scoring.predict_padded`), and the
+    warning counts the traces of all of them as one function's (they share Keras's code)."""
+    return "triggered tf.function retracing" not in record.getMessage()
 
 
 def uvicorn_log_config(level: str) -> dict[str, Any]:

@@ -38,3 +38,28 @@ def test_a_repeated_event_is_logged_once_per_interval(monkeypatch):
     throttle = logs.Throttle(300)
     assert [throttle.log("same", "e", reason="r") for _ in range(4)] == [True, False, False, True]
     assert logged == [{"reason": "r"}, {"reason": "r", "repeated": 2}]
+
+
+def test_tensorflow_lines_go_through_the_json_writer_without_the_expected_retracing_warning(monkeypatch):
+    """A plain-text handler TensorFlow attached before `configure` (as in a uvicorn worker) is
+    removed, its warnings reach the root logger's JSON writer, and the retracing one is dropped."""
+    tensorflow = logging.getLogger("tensorflow")
+    monkeypatch.setattr(tensorflow, "handlers", [logging.StreamHandler()])
+    monkeypatch.setattr(tensorflow, "filters", [])
+    monkeypatch.setattr(tensorflow, "propagate", False)
+    logs.configure("info")
+    seen: list[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    recorder = Recorder()
+    logging.getLogger().addHandler(recorder)
+    try:
+        tensorflow.warning("5 out of the last 6 calls to <function f> triggered tf.function retracing.")
+        tensorflow.warning("something else")
+    finally:
+        logging.getLogger().removeHandler(recorder)
+    assert tensorflow.handlers == [] and tensorflow.propagate
+    assert seen == ["something else"]
