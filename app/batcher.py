@@ -226,14 +226,15 @@ class MicroBatcher(Generic[Item, Result]):
 
     def _full(self) -> bool:
         """Enough waits to close the batch: `max_items`, `max_batch_work`, or as many items as the
-        largest of the last `RECENT_BATCHES` batches took.
+        largest of the last `RECENT_BATCHES` batches took, when that was more than one.
 
         Under steady load the same clients come back each round: once all of them are in, the
         window has nothing left to wait for, and waiting it out would hold every one of them
         (at 32 connections, 2 ms of a 15 ms round). A batch that finds more waiting takes them
         all and raises the mark; one that never reaches it still closes when the window ends.
         """
-        expected = max(self._recent_sizes, default=self._max_items)
+        # Never fewer than two: a lone request still waits for company, as a window promises.
+        expected = max(2, max(self._recent_sizes, default=self._max_items))
         if len(self._pending) >= min(expected, self._max_items):
             return True
         return self._max_batch_work is not None and self._queued_work >= self._max_batch_work

@@ -399,6 +399,26 @@ async def test_a_batch_closes_once_as_many_wait_as_the_largest_recent_batch_took
     assert calls == [full_by_work, ["a", "b", "c"], ["d", "e", "f"]]
 
 
+async def test_after_batches_of_one_a_lone_item_still_waits_out_its_window() -> None:
+    """Batches of one say nothing about company: the next lone item waits for the window as
+    before, and what arrives within it joins."""
+    calls: list[list[str]] = []
+
+    def process(batch: list) -> list:
+        calls.append(list(batch))
+        return list(batch)
+
+    merged = batcher(process, window=1, max_items=8)
+    merged.start()
+    await within(5, merged.submit("a"))
+    lone = asyncio.ensure_future(merged.submit("b"))
+    await asyncio.sleep(0.05)
+    company = asyncio.ensure_future(merged.submit("c"))
+    assert [(await within(5, f)).value for f in (lone, company)] == ["b", "c"]
+    await merged.stop()
+    assert calls == [["a"], ["b", "c"]]
+
+
 async def test_without_a_window_a_batch_is_what_had_arrived_when_the_worker_woke() -> None:
     """Window 0 means no waiting at all: an item submitted after the worker woke for the first one
     goes in the next batch instead of holding the first back."""
