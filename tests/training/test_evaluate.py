@@ -10,11 +10,20 @@ import keras
 import numpy as np
 import pytest
 
+from app.ranking import popularity
 from benchmarks import check_bundle
+from tests.support.data import random_ratings
+from tests.support.models import build_model
+from training import evaluate
+from training.config import TrainingConfig
+from training.dataset import Encoded, Split, encode, seed_split
 from training.evaluate import (
     Biases,
     RankingTask,
+    _column_order,
     binary_crossentropy,
+    evaluate_all,
+    format_table,
     mae,
     rank_with,
     ranking_metrics,
@@ -22,6 +31,7 @@ from training.evaluate import (
     rating_metrics,
     rmse,
 )
+from training.ranking import dense_ease_weights, interactions
 
 
 def test_rmse_and_mae_by_hand():
@@ -194,3 +204,96 @@ def test_the_independent_check_catches_a_wrong_recorded_rmse(tmp_path, tiny_bund
     argv = ["--bundle", str(bundle), "--data-dir", str(tiny_data_dir), "--max-rmse", "5"]
     assert check_bundle.main(argv) == 1
     assert "differs from the recorded rmse" in capsys.readouterr().err
+
+
+# --- the whole table, on an untrained model -----------------------------------------------------
+# `evaluate_all` is wiring: which figures of which scorer on which part of the split, under which
+# name. An untrained model of training's architecture (random weights) scores as well as any for
+# that, and takes no training: the expected rows are rebuilt here from the pieces tested above.
+
+COLUMNS = ["bce", "rmse", "mae", "precision@10", "recall@10", "ndcg@10", "distinct@10", "most_rated_share@10"]
+
+
+@pytest.fixture(scope="module")
+def small_run() -> tuple[Encoded, Split, keras.Model]:
+    encoded = encode(random_ratings(n_users=30, n_movies=40, n_ratings=700, seed=1))
+    return encoded, seed_split(len(encoded.stars)), build_model(2, encoded.n_users, encoded.n_movies, dim=4)
+
+
+def test_every_row_holds_its_scorer_s_figures_on_the_validation_part(small_run) -> None:
+    encoded, split, model = small_run
+    config = TrainingConfig(evaluation_users=8, seed=3, ranking_l2=5.0)
+    table, notes = evaluate_all(encoded, split.train, split.validation, model, config)
+
+    pairs, stars = encoded.pairs[split.validation], encoded.stars[split.validation]
+    train_pairs, train_stars = encoded.pairs[split.train], encoded.stars[split.train]
+    n_users, n_movies = encoded.n_users, encoded.n_movies
+    to_scores, to_stars = encoded.encoders.to_scores, encoded.encoders.to_stars
+    every = np.stack(np.meshgrid(np.arange(n_users), np.arange(n_movies), indexing="ij"), -1).reshape(-1, 2)
+    outputs = {
+        name: values.reshape(n_users, n_movies) for name, values in model.predict(every, verbose=0).items()
+    }
+    task = ranking_task(train_pairs, pairs, stars, n_users, n_movies, 8, 3)
+    assert len(task.users) == 8  # the sample, not every user with a relevant movie
+    biases = Biases(train_pairs, train_stars, n_users, n_movies)
+    counts = popularity(train_pairs[:, 1], n_movies).astype(float)
+    x = interactions(train_pairs, train_stars, n_users, n_movies, encoded.encoders.rating_max)
+    ease = dense_ease_weights(x, 5.0)
+    predicted = to_stars(outputs["rating"][pairs[:, 0], pairs[:, 1]])
+    expected = {
+        "model": {
+            **rating_metrics(predicted, stars, to_scores),
+            **rank_with(lambda users: outputs["ranking"][users], task),
+        },
+        "model by rating": rank_with(lambda users: outputs["rating"][users], task),
+        "user+movie biases": {
+            **rating_metrics(biases.predict(pairs), stars, to_scores),
+            **rank_with(biases.score_users, task),
+        },
+        "global mean": rating_metrics(np.full(len(stars), train_stars.mean()), stars, to_scores),
+        "most popular": rank_with(lambda users: np.tile(counts, (len(users), 1)), task),
+        "EASE (dense)": rank_with(lambda users: np.asarray(x[users] @ ease), task),
+    }
+    assert list(table) == list(expected) and notes == []
+    for name, row in table.items():
+        assert list(row) == COLUMNS, name
+        figures = {c: expected[name][c] for c in COLUMNS if c in expected[name]}
+        assert {c: row[c] for c in COLUMNS if c not in figures} == dict.fromkeys(set(COLUMNS) - set(figures))
+        assert {c: row[c] for c in figures} == pytest.approx(figures, rel=1e-5), name
+
+
+@pytest.mark.parametrize("limit_over", [0, 1], ids=["at the limit", "one over"])
+def test_the_dense_ease_row_is_left_out_above_its_size_limit_with_a_note(
+    small_run, monkeypatch: pytest.MonkeyPatch, limit_over: int
+) -> None:
+    encoded, split, model = small_run
+    monkeypatch.setattr(evaluate, "DENSE_EASE_MAX_MOVIES", encoded.n_movies - limit_over)
+    config = TrainingConfig(evaluation_users=4, seed=0)
+    table, notes = evaluate_all(encoded, split.train, split.validation, model, config)
+    assert ("EASE (dense)" in table) == (limit_over == 0)
+    expected = (
+        f"EASE (dense) skipped: {encoded.n_movies} movies is above {encoded.n_movies - 1}, where its "
+        "item-to-item matrix no longer fits in memory comfortably"
+    )
+    assert notes == ([expected] if limit_over else [])
+
+
+def test_the_table_prints_fixed_width_with_a_dash_where_a_figure_does_not_apply() -> None:
+    metrics = {"model": {"rmse": 0.912345, "ndcg@10": 0.25}, "global mean": {"rmse": 1.0, "ndcg@10": None}}
+    assert format_table(metrics).splitlines() == [
+        " " * 20 + "rmse".rjust(20) + "ndcg@10".rjust(20),
+        "model".ljust(20) + "0.9123".rjust(20) + "0.2500".rjust(20),
+        "global mean".ljust(20) + "1.0000".rjust(20) + "-".rjust(20),
+    ]
+
+
+def test_columns_come_rating_first_then_ranking_then_any_other_by_name() -> None:
+    shuffled = ["zeta", "ndcg@10", "bce", "alpha", "most_rated_share@10", "rmse"]
+    assert sorted(shuffled, key=_column_order) == [
+        "bce",
+        "rmse",
+        "ndcg@10",
+        "most_rated_share@10",
+        "alpha",
+        "zeta",
+    ]
