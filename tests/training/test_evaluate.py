@@ -63,8 +63,10 @@ def test_rating_metrics_score_stars_and_scaled_targets():
     to_scores = lambda stars: (stars - 0.5) / 4.5  # noqa: E731
     figures = rating_metrics(np.array([5.0, 0.5]), np.array([5.0, 0.5]), to_scores)
     assert figures["rmse"] == 0 and figures["mae"] == 0 and figures["bce"] == pytest.approx(0, abs=1e-6)
-    # Predictions beyond the star range are clipped to [0, 1] before the BCE.
-    assert math.isfinite(rating_metrics(np.array([6.0]), np.array([5.0]), to_scores)["bce"])
+    # Predictions beyond the star range are clipped as Keras clips scores: the BCE stays finite.
+    above, below = (rating_metrics(np.array([s]), np.array([5.0]), to_scores)["bce"] for s in (6.0, -1.0))
+    assert above == pytest.approx(binary_crossentropy(np.array([1.0]), np.array([1.0])))
+    assert below == pytest.approx(binary_crossentropy(np.array([0.0]), np.array([1.0])))
 
 
 def test_ranking_metrics_by_hand():
@@ -235,7 +237,7 @@ def test_every_row_holds_its_scorer_s_figures_on_the_validation_part(small_run) 
     }
     task = ranking_task(train_pairs, pairs, stars, n_users, n_movies, 8, 3)
     assert len(task.users) == 8  # the sample, not every user with a relevant movie
-    biases = Biases(train_pairs, train_stars, n_users, n_movies)
+    biases = Biases(train_pairs, train_stars, n_users, n_movies, damping=5.0, passes=5)  # the defaults
     counts = popularity(train_pairs[:, 1], n_movies).astype(float)
     x = interactions(train_pairs, train_stars, n_users, n_movies, encoded.encoders.rating_max)
     ease = dense_ease_weights(x, 5.0)
@@ -297,3 +299,47 @@ def test_columns_come_rating_first_then_ranking_then_any_other_by_name() -> None
         "alpha",
         "zeta",
     ]
+
+
+def test_blocks_of_users_give_the_figures_of_one_block_and_movie_row_0_counts_as_listed() -> None:
+    """Scoring a block of users at a time changes nothing; row 0 is a movie like any other."""
+    scorer = lambda users: np.tile(-np.arange(5, dtype=float), (len(users), 1))  # noqa: E731
+    relevant = [np.array([0]), np.array([1]), np.array([0, 2])]
+    task = RankingTask(np.array([0, 1, 2]), [np.array([], int)] * 3, relevant, np.array([0]))
+    figures = rank_with(scorer, task, k=2)
+    assert rank_with(scorer, task, k=2, block=1) == figures == rank_with(scorer, task, k=2, block=2)
+    # Every list is [0, 1]: 2 distinct movies, movie 0 (the most rated) holds half the slots.
+    assert figures["distinct@2"] == 2 and figures["most_rated_share@2"] == 0.5
+
+
+def test_ranking_metrics_refuse_lists_and_relevant_sets_of_different_users() -> None:
+    with pytest.raises(ValueError, match="zip"):
+        ranking_metrics(np.array([[1, 2]]), [np.array([1]), np.array([2])], 2)
+
+
+def test_the_ranking_task_samples_distinct_users_by_its_seed_and_breaks_popularity_ties_by_row() -> None:
+    """A sample is a subset, the same for the same seed; the most-rated cut (100 movies) keeps
+    the lower rows among equally rated ones, however many there are."""
+    n_users, n_movies = 60, 150
+    rng = np.random.default_rng(0)
+    validation = np.stack([np.arange(n_users), rng.integers(0, n_movies, n_users)], axis=1)
+    stars = np.full(n_users, 5.0)
+    counts = rng.integers(0, 4, n_movies)  # ratings per movie: ties everywhere, the cut inside one
+    movies = np.repeat(np.arange(n_movies), counts)
+    train = np.stack([np.arange(len(movies)) % n_users, movies], axis=1)
+    sampled = [
+        ranking_task(train, validation, stars, n_users, n_movies, 50, seed).users for seed in (1, 1, 2)
+    ]
+    assert len(set(sampled[0].tolist())) == 50 and sampled[0].tolist() == sorted(sampled[0].tolist())
+    assert sampled[0].tolist() == sampled[1].tolist() != sampled[2].tolist()
+    task = ranking_task(train, validation, stars, n_users, n_movies, None, 0)
+    assert task.users.tolist() == list(range(n_users))
+    assert task.most_rated.tolist() == sorted(range(n_movies), key=lambda row: (-counts[row], row))[:100]
+
+
+def test_biases_of_users_and_movies_without_training_ratings_are_zero() -> None:
+    """The last user and movie rows rated nothing in training: no bias, and they still predict."""
+    pairs, stars = np.array([[0, 0], [0, 1], [1, 0]]), np.array([5.0, 3.0, 4.0])
+    biases = Biases(pairs, stars, n_users=3, n_movies=3)
+    assert biases.user[2] == 0 and biases.movie[2] == 0
+    np.testing.assert_allclose(biases.predict(np.array([[2, 2]])), [4.0])
