@@ -139,8 +139,11 @@ def test_pairs_are_scored_by_the_saved_model_in_chunks(
     members: int, ranking: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chunks of `PAIRS_PER_CALL` (made 4 here, for 10 pairs) give what one call gives; a model
-    with one output gives it as both."""
+    with one output gives it as both. The model gets int32 rows whatever the caller's integers:
+    another dtype would have TensorFlow trace the call again."""
     model = model_of(members, ranking)
+    call, dtypes = model.predict_on_batch, []
+    monkeypatch.setattr(model, "predict_on_batch", lambda pairs: dtypes.append(pairs.dtype) or call(pairs))
     pairs = np.stack([np.arange(10) % N_USERS, (np.arange(10) * 7) % N_MOVIES], axis=1)
     rating, ranked = numpy_scores(model, members, np.arange(N_USERS))
     monkeypatch.setattr(scoring, "PAIRS_PER_CALL", 4)
@@ -150,6 +153,7 @@ def test_pairs_are_scored_by_the_saved_model_in_chunks(
     empty = Scorer(model).score_pairs(np.zeros((0, 2), np.int64))
     assert empty.rating.shape == empty.ranking.shape == (0,)
     assert empty.rating.dtype == empty.ranking.dtype == np.float32
+    assert set(dtypes) == {np.dtype(np.int32)}
 
 
 def test_the_best_unseen_movies_by_ranking_come_with_both_outputs_and_pad_with_minus_one() -> None:
@@ -158,7 +162,7 @@ def test_the_best_unseen_movies_by_ranking_come_with_both_outputs_and_pad_with_m
     model = model_of(2, True)
     scorer = Scorer(model)
     users = np.array([4, 1, 2])
-    vectors = some_vectors(scorer, [False, True, False])
+    vectors = some_vectors(scorer, [True, True, False])
     seen = [np.array([0, 3]), np.arange(N_MOVIES), np.array([], int)]
     top = scorer.top_by_ranking(users, vectors, seen)
     rating, ranked = numpy_scores(model, 2, users, vectors)
@@ -184,7 +188,7 @@ def test_at_most_max_k_movies_are_listed() -> None:
 def test_a_model_without_ranking_tables_has_no_top_movies_model() -> None:
     scorer = Scorer(model_of(2, False))
     assert scorer.top_movies is None and scorer.rank == 0
-    with pytest.raises(AssertionError, match="top_by_ranking needs a bundle with ranking tables"):
+    with pytest.raises(AssertionError, match=r"^top_by_ranking needs a bundle with ranking tables$"):
         scorer.top_by_ranking(np.array([0]), None, [np.array([], int)])
 
 
@@ -225,9 +229,10 @@ def test_a_call_is_padded_to_the_next_power_of_two(rows: int, padded: int) -> No
 @pytest.mark.parametrize("ranking", [True, False], ids=["ranking tables", "no ranking tables"])
 def test_warm_up_makes_each_call_a_lone_first_request_makes(ranking: bool, monkeypatch) -> None:
     """One row through the saved model, one through the catalogue model with the user's own rows
-    and one with given vectors (fold-in), and one through the top-k model if there is one."""
+    and one with given vectors (fold-in), and one through the top-k model if there is one: with
+    the dtypes requests use (a bool `given`), which TensorFlow traces by."""
     scorer = Scorer(model_of(2, ranking))
-    calls: list[tuple[str, int, list[bool] | None]] = []
+    calls: list[tuple[str, int, tuple | None]] = []
     models = {"saved": scorer.model, "catalogue": scorer.all_movies, "top k": scorer.top_movies}
     for label, derived in models.items():
         if derived is None:
@@ -235,11 +240,13 @@ def test_warm_up_makes_each_call_a_lone_first_request_makes(ranking: bool, monke
         call = derived.predict_on_batch
 
         def recording(inputs, call=call, label=label):
-            given = inputs["given"].tolist() if isinstance(inputs, dict) else None
+            given = (
+                (inputs["given"].dtype.name, *inputs["given"].tolist()) if isinstance(inputs, dict) else None
+            )
             calls.append((label, len(keras.tree.flatten(inputs)[0]), given))
             return call(inputs)
 
         monkeypatch.setattr(derived, "predict_on_batch", recording)
     scorer.warm_up()
-    expected = [("saved", 1, None), ("catalogue", 1, [False]), ("catalogue", 1, [True])]
-    assert calls == expected + ([("top k", 1, [False])] if ranking else [])
+    expected = [("saved", 1, None), ("catalogue", 1, ("bool", False)), ("catalogue", 1, ("bool", True))]
+    assert calls == expected + ([("top k", 1, ("bool", False))] if ranking else [])
