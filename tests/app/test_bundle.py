@@ -696,3 +696,15 @@ def test_the_json_files_are_utf_8_text_whatever_the_locale(
     write_bundle_files(tmp_path, **parts, catalogue=catalogue, ratings=tiny_loaded.ratings)
     text = (tmp_path / "movies.json").read_bytes().decode("utf-8")
     assert all(title in text for title in titles), text
+
+
+def test_a_model_whose_scores_are_not_finite_is_refused_naming_its_file(bundle_copy: Path) -> None:
+    """Tables of the right sizes but NaN in one: the probe's refusal names the bundle's model."""
+    model = keras.saving.load_model(bundle_copy / "model.keras", safe_mode=True)
+    layer = model.get_layer("member0_movie_bias")
+    layer.set_weights([np.full_like(weights, np.nan) for weights in layer.get_weights()])
+    model.save(bundle_copy / "model.keras")
+    message = expect_refusal(bundle_copy, "model.keras")
+    assert message.startswith(f"{bundle_copy / 'model.keras'}: output 'rating' is (2, 1), expected finite"), (
+        message
+    )
