@@ -343,3 +343,38 @@ def test_biases_of_users_and_movies_without_training_ratings_are_zero() -> None:
     biases = Biases(pairs, stars, n_users=3, n_movies=3)
     assert biases.user[2] == 0 and biases.movie[2] == 0
     np.testing.assert_allclose(biases.predict(np.array([[2, 2]])), [4.0])
+
+
+def alternating_biases(
+    pairs: np.ndarray, stars: np.ndarray, n_users: int, n_movies: int, damping: float, passes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fit written out rating by rating: each pass, every movie's damped mean residual given
+    the users' biases, then every user's given the movies'."""
+    mean, user, movie = stars.mean(), np.zeros(n_users), np.zeros(n_movies)
+    for _ in range(passes):
+        sums, counts = np.zeros(n_movies), np.zeros(n_movies)
+        for (u, m), s in zip(pairs, stars, strict=True):
+            sums[m], counts[m] = sums[m] + s - mean - user[u], counts[m] + 1
+        movie = sums / (counts + damping)
+        sums, counts = np.zeros(n_users), np.zeros(n_users)
+        for (u, m), s in zip(pairs, stars, strict=True):
+            sums[u], counts[u] = sums[u] + s - mean - movie[m], counts[u] + 1
+        user = sums / (counts + damping)
+    return user, movie
+
+
+def test_biases_of_several_passes_on_uneven_ratings_and_their_defaults() -> None:
+    """Uneven counts (later passes then matter); by default 5 passes damped by 5; no pass at all
+    leaves the global mean."""
+    rng = np.random.default_rng(2)
+    pairs = np.stack([rng.integers(0, 6, 40), rng.integers(0, 5, 40)], axis=1)
+    stars = rng.integers(1, 11, 40) / 2
+    biases = Biases(pairs, stars, 6, 5, damping=2.0, passes=3)
+    user, movie = alternating_biases(pairs, stars, 6, 5, damping=2.0, passes=3)
+    np.testing.assert_allclose(biases.user, user, atol=1e-12)
+    np.testing.assert_allclose(biases.movie, movie, atol=1e-12)
+    default = Biases(pairs, stars, 6, 5)
+    user, movie = alternating_biases(pairs, stars, 6, 5, damping=5.0, passes=5)
+    np.testing.assert_allclose(default.user, user, atol=1e-12)
+    np.testing.assert_allclose(default.movie, movie, atol=1e-12)
+    np.testing.assert_allclose(Biases(pairs, stars, 6, 5, passes=0).predict(pairs), stars.mean())
