@@ -22,6 +22,7 @@ from training.evaluate import (
     RankingTask,
     _column_order,
     binary_crossentropy,
+    dcg,
     evaluate_all,
     format_table,
     mae,
@@ -67,6 +68,11 @@ def test_rating_metrics_score_stars_and_scaled_targets():
     above, below = (rating_metrics(np.array([s]), np.array([5.0]), to_scores)["bce"] for s in (6.0, -1.0))
     assert above == pytest.approx(binary_crossentropy(np.array([1.0]), np.array([1.0])))
     assert below == pytest.approx(binary_crossentropy(np.array([0.0]), np.array([1.0])))
+
+
+def test_dcg_by_hand():
+    # Hits at ranks 1 and 3: 1/log2(2) + 1/log2(4) = 1.5; one at rank 2: 1/log2(3).
+    np.testing.assert_allclose(dcg(np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])), [1.5, 1 / math.log2(3)])
 
 
 def test_ranking_metrics_by_hand():
