@@ -138,13 +138,14 @@ def test_a_batch_of_users_is_scored_against_every_movie_with_its_own_rows_or_giv
 def test_pairs_are_scored_by_the_saved_model_in_chunks(
     members: int, ranking: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Chunks of `PAIRS_PER_CALL` (made 4 here, for 10 pairs) give what one call gives; a model
-    with one output gives it as both. The model gets int32 rows whatever the caller's integers:
-    another dtype would have TensorFlow trace the call again."""
+    """Chunks of `PAIRS_PER_CALL` (made 4 here, for 11 pairs: the last chunk of 3 padded to 4)
+    give what one call gives; a model with one output gives it as both. The model gets int32 rows
+    whatever the caller's integers, padding included: another dtype would have TensorFlow trace
+    the call again."""
     model = model_of(members, ranking)
     call, dtypes = model.predict_on_batch, []
     monkeypatch.setattr(model, "predict_on_batch", lambda pairs: dtypes.append(pairs.dtype) or call(pairs))
-    pairs = np.stack([np.arange(10) % N_USERS, (np.arange(10) * 7) % N_MOVIES], axis=1)
+    pairs = np.stack([np.arange(11) % N_USERS, (np.arange(11) * 7) % N_MOVIES], axis=1)
     rating, ranked = numpy_scores(model, members, np.arange(N_USERS))
     monkeypatch.setattr(scoring, "PAIRS_PER_CALL", 4)
     scores = Scorer(model).score_pairs(pairs)
@@ -230,7 +231,7 @@ def test_a_call_is_padded_to_the_next_power_of_two(rows: int, padded: int) -> No
 def test_warm_up_makes_each_call_a_lone_first_request_makes(ranking: bool, monkeypatch) -> None:
     """One row through the saved model, one through the catalogue model with the user's own rows
     and one with given vectors (fold-in), and one through the top-k model if there is one: with
-    the dtypes requests use (a bool `given`), which TensorFlow traces by."""
+    the dtypes requests use (int32 rows, a bool `given`), which TensorFlow traces by."""
     scorer = Scorer(model_of(2, ranking))
     calls: list[tuple[str, int, tuple | None]] = []
     models = {"saved": scorer.model, "catalogue": scorer.all_movies, "top k": scorer.top_movies}
@@ -240,13 +241,13 @@ def test_warm_up_makes_each_call_a_lone_first_request_makes(ranking: bool, monke
         call = derived.predict_on_batch
 
         def recording(inputs, call=call, label=label):
-            given = (
-                (inputs["given"].dtype.name, *inputs["given"].tolist()) if isinstance(inputs, dict) else None
-            )
+            users, given = (inputs["users"], inputs["given"]) if isinstance(inputs, dict) else (inputs, None)
+            given = None if given is None else (users.dtype.name, given.dtype.name, *given.tolist())
             calls.append((label, len(keras.tree.flatten(inputs)[0]), given))
             return call(inputs)
 
         monkeypatch.setattr(derived, "predict_on_batch", recording)
     scorer.warm_up()
-    expected = [("saved", 1, None), ("catalogue", 1, ("bool", False)), ("catalogue", 1, ("bool", True))]
-    assert calls == expected + ([("top k", 1, ("bool", False))] if ranking else [])
+    own, given = ("int32", "bool", False), ("int32", "bool", True)
+    expected = [("saved", 1, None), ("catalogue", 1, own), ("catalogue", 1, given)]
+    assert calls == expected + ([("top k", 1, own)] if ranking else [])
