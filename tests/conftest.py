@@ -11,6 +11,7 @@ Helpers are plain modules in `tests.support`, imported by name; this file holds 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,20 @@ from tests.support.training import train
 
 # Feedback store fixtures (tests.support.feedback): both database engines, a private STATE_DIR.
 pytest_plugins = ("tests.support.feedback",)
+
+
+# The session fixtures that train a model: a test that uses one trains it first in a fresh session.
+TRAINED_FIXTURES = frozenset({"tiny_model_dir", "taste_model_dir"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under mutmut, the tests that train nothing run first.
+
+    mutmut runs each mutant's tests in a fresh session with `-x`: a mutant that a unit test kills
+    is then not also trained for (about 10 CPU seconds a mutant). Any other run keeps file order.
+    """
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        items.sort(key=lambda item: bool(TRAINED_FIXTURES & set(getattr(item, "fixturenames", ()))))
 
 
 @pytest.fixture

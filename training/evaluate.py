@@ -101,11 +101,12 @@ class Biases:
 
 
 def rating_metrics(stars_predicted: np.ndarray, stars: np.ndarray, to_scores: Callable) -> dict:
-    """RMSE and MAE in stars and BCE on the scaled [0, 1] targets."""
+    """RMSE and MAE in stars and BCE on the scaled [0, 1] targets (predictions beyond the star
+    range are clipped by `binary_crossentropy`, as Keras does)."""
     return {
         "rmse": rmse(stars_predicted, stars),
         "mae": mae(stars_predicted, stars),
-        "bce": binary_crossentropy(np.clip(to_scores(stars_predicted), 0, 1), to_scores(stars)),
+        "bce": binary_crossentropy(to_scores(stars_predicted), to_scores(stars)),
     }
 
 

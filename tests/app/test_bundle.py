@@ -7,8 +7,12 @@ Publishing bundles in a model folder is `test_bundle_store`'s subject.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import shutil
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
@@ -21,13 +25,21 @@ from pydantic import ValidationError
 from app import bundle as bundle_module
 from app.bundle import (
     FORMAT_VERSION,
+    HOW_TO_MAKE_ONE,
     MANIFEST_FILE,
+    MEMBER_ROLES,
+    RANKING_MOVIE_LAYER,
+    RANKING_SCALE_LAYER,
+    RANKING_USER_LAYER,
     REQUIRED_FILES,
     BundleError,
     Catalogue,
     Encoders,
     RatingsByUser,
     load_bundle,
+    member_layer_name,
+    new_version,
+    read_metadata,
     write_bundle_files,
     write_manifest,
 )
@@ -418,3 +430,281 @@ def test_the_model_probe_refuses_a_model_that_cannot_serve_saying_why(model, rea
     with pytest.raises(BundleError) as refused:
         bundle_module._check_model(Path("m.keras"), model(), PROBE_ENCODERS)
     assert reason in str(refused.value) and "m.keras" in str(refused.value)
+
+
+# --- what a refusal says -----------------------------------------------------------------------
+# Whoever deploys a bundle reads the refusal: it names the file, what is wrong with it and how to
+# make a good bundle. These tests compare whole messages, so a lost path or clause shows.
+
+
+def test_a_missing_folder_or_file_is_refused_saying_which(tmp_path: Path, bundle_copy: Path) -> None:
+    nowhere = tmp_path / "nowhere"
+    assert expect_refusal(nowhere, "nowhere") == f"no bundle at {nowhere}: {HOW_TO_MAKE_ONE}"
+    (bundle_copy / "ratings.npz").unlink()
+    missing = bundle_copy / "ratings.npz"
+    expected = f"{missing} is missing: the bundle is incomplete; {HOW_TO_MAKE_ONE}"
+    assert expect_refusal(bundle_copy, "ratings.npz") == expected
+
+
+def test_a_path_the_system_cannot_read_is_refused_with_the_system_s_reason(tmp_path: Path) -> None:
+    """An OSError (here a name longer than the file system allows) is a refusal, not a crash."""
+    unreadable = tmp_path / ("x" * 300)
+    expected = f"{unreadable} cannot be read (File name too long); {HOW_TO_MAKE_ONE}"
+    assert expect_refusal(unreadable, "x" * 300, seal=False) == expected
+
+
+def test_a_format_this_server_does_not_read_is_refused_listing_those_it_does(bundle_copy: Path) -> None:
+    metadata = json.loads((bundle_copy / "metadata.json").read_text())
+    metadata["format_version"] = FORMAT_VERSION + 1
+    (bundle_copy / "metadata.json").write_text(json.dumps(metadata))
+    expected = (
+        f"{bundle_copy / 'metadata.json'}: format_version {FORMAT_VERSION + 1}, this server reads 1, 2, 3; "
+        f"{HOW_TO_MAKE_ONE}"
+    )
+    assert expect_refusal(bundle_copy, "metadata.json") == expected
+
+
+def test_only_a_bundle_of_format_3_on_needs_a_manifest(bundle_copy: Path) -> None:
+    """Formats 1 and 2 were written before manifests: without one they load, as they did."""
+    (bundle_copy / MANIFEST_FILE).unlink()
+    expected = f"{bundle_copy / MANIFEST_FILE} is missing: the bundle is incomplete; {HOW_TO_MAKE_ONE}"
+    assert expect_refusal(bundle_copy, MANIFEST_FILE) == expected
+    metadata = json.loads((bundle_copy / "metadata.json").read_text())
+    metadata["format_version"] = 2
+    (bundle_copy / "metadata.json").write_text(json.dumps(metadata))
+    assert load_bundle(bundle_copy).metadata.format_version == 2
+
+
+def test_a_catalogue_or_ratings_that_disagree_with_the_encoders_are_refused_saying_so(
+    bundle_copy: Path,
+) -> None:
+    damage_ratings(bundle_copy / "ratings.npz", "short indptr")
+    expected = f"{bundle_copy / 'ratings.npz'} does not match encoders.json; {HOW_TO_MAKE_ONE}"
+    assert expect_refusal(bundle_copy, "ratings.npz") == expected
+    catalogue = json.loads((bundle_copy / "movies.json").read_text())
+    (bundle_copy / "movies.json").write_text(
+        json.dumps({key: values[1:] for key, values in catalogue.items()})
+    )
+    expected = f"{bundle_copy / 'movies.json'}: does not list every movie in encoders.json; {HOW_TO_MAKE_ONE}"
+    assert expect_refusal(bundle_copy, "movies.json") == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "reason"),
+    [
+        (
+            "encoders.json",
+            {"users": [1.5]},
+            "users.0: Input should be a valid integer, got a number with a fractional part",
+        ),
+        ("encoders.json", {"users": []}, "document: Value error, users and movies must not be empty"),
+        (
+            "metadata.json",
+            {"format_version": "three"},
+            "format_version: Input should be a valid integer, unable to parse string as an integer",
+        ),
+    ],
+    ids=["a field's item", "the whole document", "a field"],
+)
+def test_a_document_that_does_not_validate_is_refused_naming_the_field(
+    bundle_copy: Path, name: str, change: dict, reason: str
+) -> None:
+    """The first validation error, located by its dotted path (or `document` when the error is
+    the whole document's), is the reason given."""
+    document = json.loads((bundle_copy / name).read_text())
+    (bundle_copy / name).write_text(json.dumps({**document, **change}))
+    expected = f"{bundle_copy / name} is unreadable or corrupt ({reason}); {HOW_TO_MAKE_ONE}"
+    assert expect_refusal(bundle_copy, name) == expected
+
+
+def test_a_manifest_entry_that_does_not_validate_is_refused_naming_its_path(bundle_copy: Path) -> None:
+    path = bundle_copy / MANIFEST_FILE
+    document = json.loads(path.read_text())
+    document["files"]["model.keras"]["sha256"] = "not a digest"
+    path.write_text(json.dumps(document))
+    reason = "files.model.keras.sha256: String should match pattern '^[0-9a-f]{64}$'"
+    expected = f"{path} is unreadable or corrupt ({reason}); {HOW_TO_MAKE_ONE}"
+    assert expect_refusal(bundle_copy, MANIFEST_FILE, seal=False) == expected
+
+
+def test_metadata_alone_reads_cheaply_and_a_missing_file_is_named(tiny_bundle: Path, tmp_path: Path) -> None:
+    assert read_metadata(tiny_bundle).version == tiny_bundle.name
+    missing = tmp_path / "metadata.json"
+    with pytest.raises(BundleError) as refused:
+        read_metadata(tmp_path)
+    reason = f"[Errno 2] No such file or directory: '{missing}'"
+    assert str(refused.value) == f"{missing} is unreadable or corrupt ({reason}); {HOW_TO_MAKE_ONE}"
+
+
+def test_a_model_that_would_run_code_from_the_file_is_not_loaded(bundle_copy: Path) -> None:
+    """Keras's safe mode: a Lambda layer is Python bytecode in the file, which loading would run."""
+    pairs = keras.Input((2,), dtype="int32")
+    score = keras.layers.Lambda(lambda x: keras.ops.cast(x[:, :1], "float32"), output_shape=(1,))(pairs)
+    keras.Model(pairs, {"rating": score, "ranking": score}).save(bundle_copy / "model.keras")
+    message = expect_refusal(bundle_copy, "model.keras")
+    assert message.startswith(f"{bundle_copy / 'model.keras'} cannot be loaded (") and "Lambda" in message
+    assert message.endswith(f"); {HOW_TO_MAKE_ONE}")
+
+
+# --- the model's tables against the encoders ---------------------------------------------------
+
+TABLE_DIM = 2  # neither PROBE_ENCODERS' 3 users nor its 4 movies: a table's width is not its rows
+
+
+def table_rows(members: int, *, ranking: bool = True) -> dict[str, int]:
+    """The rows each table of a bundle model has for PROBE_ENCODERS, by layer name."""
+    users, movies = len(PROBE_ENCODERS.users), len(PROBE_ENCODERS.movies)
+    rows = {
+        member_layer_name(member, role): users if role.startswith("user") else movies
+        for member in range(members)
+        for role in MEMBER_ROLES
+    }
+    if ranking:
+        rows.update({RANKING_USER_LAYER: users, RANKING_MOVIE_LAYER: movies, RANKING_SCALE_LAYER: movies})
+    return rows
+
+
+def table_model(rows: dict[str, int], not_tables: tuple[str, ...] = ()) -> keras.Model:
+    """A model with an embedding table of `rows[name]` rows per layer name, and a dense layer (no
+    table) for each of `not_tables`: what `_check_tables` reads, which never calls the model."""
+    ids = keras.Input((1,), dtype="int32")
+    outputs = [keras.layers.Embedding(n, TABLE_DIM, name=name)(ids) for name, n in rows.items()]
+    floats = keras.ops.cast(ids, "float32")
+    outputs += [keras.layers.Dense(1, name=name)(floats) for name in not_tables]
+    return keras.Model(ids, outputs)
+
+
+def check_tables(model: keras.Model) -> None:
+    bundle_module._check_tables(Path("b"), model, PROBE_ENCODERS)
+
+
+@pytest.mark.parametrize("members", [1, 2])
+@pytest.mark.parametrize("ranking", [True, False], ids=["ranking tables", "no ranking tables (format 1)"])
+def test_tables_of_the_encoders_size_pass(members: int, ranking: bool) -> None:
+    check_tables(table_model(table_rows(members, ranking=ranking)))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *(member_layer_name(member, role) for member in (0, 1) for role in MEMBER_ROLES),
+        RANKING_USER_LAYER,
+        RANKING_MOVIE_LAYER,
+        RANKING_SCALE_LAYER,
+    ],
+)
+def test_a_table_of_another_size_is_refused_naming_the_layer_and_both_sizes(name: str) -> None:
+    """Any member's table, or a ranking one, one row longer than the encoders list: refused."""
+    rows = table_rows(2)
+    kind = "users" if "_user_" in name else "movies"
+    rows[name] += 1
+    with pytest.raises(BundleError) as refused:
+        check_tables(table_model(rows))
+    expected = (
+        f"{Path('b/encoders.json')} does not match {Path('b/model.keras')}: it lists "
+        f"{rows[name] - 1} {kind}, the model's layer {name!r} has {rows[name]} rows; {HOW_TO_MAKE_ONE}"
+    )
+    assert str(refused.value) == expected
+
+
+@pytest.mark.parametrize("layer", ["missing", "not a table"])
+def test_a_member_s_table_missing_is_refused_naming_it(layer: str) -> None:
+    rows = table_rows(2)
+    del rows["member1_movie_bias"]
+    not_tables = ("member1_movie_bias",) if layer == "not a table" else ()
+    with pytest.raises(BundleError) as refused:
+        check_tables(table_model(rows, not_tables))
+    expected = (
+        f"{Path('b/encoders.json')} does not match {Path('b/model.keras')}: it lists 4 movies, "
+        f"the model's layer 'member1_movie_bias' has no such table; {HOW_TO_MAKE_ONE}"
+    )
+    assert str(refused.value) == expected
+
+
+def test_a_model_without_member_tables_is_refused_saying_it_cannot_be_scored() -> None:
+    rows = {name: n for name, n in table_rows(1).items() if name.startswith("ranking")}
+    with pytest.raises(BundleError) as refused:
+        check_tables(table_model(rows))
+    expected = (
+        f"{Path('b/model.keras')} has no layer named 'member0_user_embedding': not a model this server "
+        f"can score; {HOW_TO_MAKE_ONE}"
+    )
+    assert str(refused.value) == expected
+
+
+# --- the ratings' layout, version names and the JSON files -------------------------------------
+
+
+def test_ratings_grouped_by_user_keep_each_user_s_order_in_compact_arrays() -> None:
+    """Each user's ratings in the order given (the sort is stable), every user row present (the
+    last ones without ratings too), in the types the bundle stores: int32 movie rows and float32
+    stars, half the memory of numpy's defaults at ml-25m's 25 million ratings."""
+    rng = np.random.default_rng(3)
+    users = rng.integers(0, 5, 500)
+    movies, stars = rng.permutation(500), rng.integers(1, 11, 500) / 2
+    grouped = RatingsByUser.from_pairs(users, movies, stars, n_users=7)
+    assert (grouped.indptr.dtype, grouped.movies.dtype, grouped.ratings.dtype) == (
+        np.int64,
+        np.int32,
+        np.float32,
+    )
+    assert grouped.indptr.tolist() == [0, *np.cumsum(np.bincount(users, minlength=7)).tolist()]
+    for user in range(7):
+        rows, given = grouped.of(user)
+        assert rows.tolist() == movies[users == user].tolist()
+        assert given.tolist() == stars[users == user].tolist()
+
+
+@pytest.mark.parametrize("who", ["the first user", "everyone"])
+def test_ratings_where_a_user_or_everyone_has_none_load(bundle_copy: Path, who: str) -> None:
+    """A user with no rating stored (an empty row) is consistent, as is a bundle with none."""
+    with np.load(bundle_copy / "ratings.npz") as stored:
+        arrays = dict(stored)
+    dropped = int(arrays["indptr"][1]) if who == "the first user" else len(arrays["movies"])
+    arrays["indptr"] = np.maximum(arrays["indptr"] - dropped, 0)
+    arrays["movies"], arrays["ratings"] = arrays["movies"][dropped:], arrays["ratings"][dropped:]
+    np.savez(bundle_copy / "ratings.npz", **arrays)
+    write_manifest(bundle_copy)
+    ratings = load_bundle(bundle_copy).ratings
+    assert len(ratings.of(0)[0]) == 0 and len(ratings.movies) == len(arrays["movies"])
+
+
+def test_a_version_name_is_the_utc_creation_time_and_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """UTC, not the local clock: names sort by creation time on any machine, in any season."""
+    moment = datetime(2026, 11, 29, 5, 51, 9, 519036, tzinfo=UTC)
+    assert new_version(moment) == f"20261129T055109519036Z-{os.getpid()}"
+    monkeypatch.setenv("TZ", "AHEAD-14")  # a local clock 14 hours ahead of UTC
+    time.tzset()
+    try:
+        before, name, after = datetime.now(UTC), new_version(), datetime.now(UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    created = datetime.strptime(name.split("-")[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    assert before <= created <= after
+
+
+def test_the_json_files_are_utf_8_text_whatever_the_locale(
+    tmp_path: Path, tiny_loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Titles are written as they are, in UTF-8 (not as \\u escapes), even by a training process
+    whose locale is not UTF-8: simulated by making Latin-1 Python's default for text files."""
+    monkeypatch.setattr(io, "text_encoding", lambda encoding, stacklevel=2: encoding or "latin-1")
+    titles = ["Amélie (2001)", "千と千尋の神隠し (2001)"]
+    parts = {"model": tiny_loaded.model, "encoders": tiny_loaded.encoders, "metadata": tiny_loaded.metadata}
+    catalogue = Catalogue(titles=titles, genres=[["Comedy"], ["Animation"]])
+    write_bundle_files(tmp_path, **parts, catalogue=catalogue, ratings=tiny_loaded.ratings)
+    text = (tmp_path / "movies.json").read_bytes().decode("utf-8")
+    assert all(title in text for title in titles), text
+
+
+def test_a_model_whose_scores_are_not_finite_is_refused_naming_its_file(bundle_copy: Path) -> None:
+    """Tables of the right sizes but NaN in one: the probe's refusal names the bundle's model."""
+    model = keras.saving.load_model(bundle_copy / "model.keras", safe_mode=True)
+    layer = model.get_layer("member0_movie_bias")
+    layer.set_weights([np.full_like(weights, np.nan) for weights in layer.get_weights()])
+    model.save(bundle_copy / "model.keras")
+    message = expect_refusal(bundle_copy, "model.keras")
+    assert message.startswith(f"{bundle_copy / 'model.keras'}: output 'rating' is (2, 1), expected finite"), (
+        message
+    )

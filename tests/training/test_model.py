@@ -23,9 +23,7 @@ from app.bundle import (
     RATING_OUTPUT,
     member_layer_name,
 )
-from training.config import TrainingConfig
-from training.model import member_output, pairs_input, ranking_output, recommender
-from training.ranking import RankingTables
+from tests.support.models import build_model, random_tables
 
 TOLERANCE = 1e-6
 
@@ -74,25 +72,6 @@ def assert_batch_invariant(model: keras.Model, n_users: int, n_movies: int, seed
                     f"{scores[positions[worst.argmax()]]} at position {positions[worst.argmax()]} "
                     f"of a batch of {size}"
                 )
-
-
-def random_tables(n_users: int, n_movies: int, rank: int, seed: int) -> RankingTables:
-    rng = np.random.default_rng(seed)
-    return RankingTables(
-        users=rng.normal(size=(n_users, rank)).astype(np.float32),
-        movies=rng.normal(size=(n_movies, rank)).astype(np.float32),
-        scales=rng.uniform(0.5, 2.0, n_movies).astype(np.float32),
-    )
-
-
-def build_model(members: int, n_users: int, n_movies: int, dim: int = 8, rank: int = 5) -> keras.Model:
-    keras.utils.set_random_seed(members)
-    pairs = pairs_input()
-    outputs = [
-        member_output(pairs, n_users, n_movies, TrainingConfig(embedding_dim=dim, activity_l2=0.0), member)
-        for member in range(members)
-    ]
-    return recommender(pairs, outputs, ranking_output(pairs, random_tables(n_users, n_movies, rank, members)))
 
 
 def test_the_trained_model_scores_a_pair_the_same_in_any_batch(tiny_bundle):
