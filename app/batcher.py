@@ -89,6 +89,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._arrived = asyncio.Event()
         self._in_flight: list[list[_Waiting[Item, Result]]] = []  # batches formed and not yet answered
         self._recent_sizes: deque[int] = deque(maxlen=RECENT_BATCHES)  # items taken per batch
+        self._unfinished_batches = 0  # handed to the model stage and not yet answered
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -171,6 +172,7 @@ class MicroBatcher(Generic[Item, Result]):
                 self._fail(batch, error)
                 self._answered(batch)
                 continue
+            self._unfinished_batches += 1
             await ready.put((batch, items))
 
     async def _compute_batches(
@@ -191,6 +193,7 @@ class MicroBatcher(Generic[Item, Result]):
             # Not in a `finally`: a stage cancelled or dying mid-call leaves its batch in flight,
             # for `_fail_waiting` to answer; dropped here, its requests would wait forever.
             self._answered(batch)
+            self._unfinished_batches -= 1
 
     def _answered(self, batch: list[_Waiting[Item, Result]]) -> None:
         self._in_flight = [other for other in self._in_flight if other is not batch]
@@ -225,17 +228,22 @@ class MicroBatcher(Generic[Item, Result]):
         self._recent_sizes.append(taken)
 
     def _full(self) -> bool:
-        """Enough waits to close the batch: `max_items`, `max_batch_work`, or as many items as the
-        largest of the last `RECENT_BATCHES` batches took, when that was more than one.
+        """Enough waits to close the batch: `max_items`, `max_batch_work`, or, while the model
+        has nothing to do, as many items as the largest of the last `RECENT_BATCHES` batches
+        took, when that was more than one.
 
         Under steady load the same clients come back each round: once all of them are in, the
         window has nothing left to wait for, and waiting it out would hold every one of them
-        (at 32 connections, 2 ms of a 15 ms round). A batch that finds more waiting takes them
-        all and raises the mark; one that never reaches it still closes when the window ends.
+        while the model idles (at 32 connections, 2 ms of a 15 ms round). While the model is busy
+        a batch could not start sooner anyway, and closing early would only make it smaller: it
+        waits for the window as before (at ml-25m's size, closing early regardless cost a
+        quarter of the throughput).
         """
-        # Never fewer than two: a lone request still waits for company, as a window promises.
-        expected = max(2, max(self._recent_sizes, default=self._max_items))
-        if len(self._pending) >= min(expected, self._max_items):
+        expected = self._max_items
+        if not self._unfinished_batches:
+            # Never fewer than two: a lone request still waits for company, as a window promises.
+            expected = min(max(2, max(self._recent_sizes, default=self._max_items)), self._max_items)
+        if len(self._pending) >= expected:
             return True
         return self._max_batch_work is not None and self._queued_work >= self._max_batch_work
 

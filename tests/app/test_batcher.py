@@ -399,6 +399,37 @@ async def test_a_batch_closes_once_as_many_wait_as_the_largest_recent_batch_took
     assert calls == [full_by_work, ["a", "b", "c"], ["d", "e", "f"]]
 
 
+async def test_while_the_model_is_busy_a_batch_closes_only_when_full_or_at_its_window() -> None:
+    """Closing at the recent size is for an idle model: while it computes, a batch closed early
+    could not start sooner and would only be smaller. A full batch still closes at once."""
+    release = threading.Event()
+    calls: list[list[str]] = []
+    heavy = "h" * 30  # fills a batch by work alone
+
+    def process(batch: list) -> list:
+        if batch == [heavy]:
+            release.wait(5)
+        calls.append(list(batch))
+        return list(batch)
+
+    merged = batcher(process, window=60, max_items=4, max_queue=1000, max_batch_work=30, cost=len)
+    merged.start()
+    full_by_work = ["x" * 10, "y" * 10, "z" * 10]
+    await within(5, asyncio.gather(*(merged.submit(item) for item in full_by_work)))
+    computing = asyncio.ensure_future(merged.submit(heavy))
+    await asyncio.sleep(0.05)  # the heavy batch is on the model
+    three = [asyncio.ensure_future(merged.submit(item)) for item in "abc"]
+    await asyncio.sleep(0.05)
+    assert calls == [full_by_work], "as many as the last batches took, but the model is busy: wait"
+    fourth = asyncio.ensure_future(merged.submit("d"))  # the batch is full: closed at once
+    await asyncio.sleep(0.05)
+    release.set()
+    results = await within(5, asyncio.gather(computing, *three, fourth))
+    await merged.stop()
+    assert [r.value for r in results] == [heavy, "a", "b", "c", "d"]
+    assert calls == [full_by_work, [heavy], ["a", "b", "c", "d"]]
+
+
 async def test_after_batches_of_one_a_lone_item_still_waits_out_its_window() -> None:
     """Batches of one say nothing about company: the next lone item waits for the window as
     before, and what arrives within it joins."""
