@@ -1,8 +1,8 @@
 """Merging concurrent requests into one model call (micro-batching).
 
 A request submits its item and awaits a future. One worker task takes the first waiting item,
-keeps collecting for a short window, until a size cap, or until as many items wait as the
-largest of the last few batches took (under steady load: everyone who was coming is in), lets an
+keeps collecting for a short window, until a size cap, or, with the model idle, until as many
+items wait as the largest of the last few batches took (everyone who was coming is in), lets an
 optional `prepare` coroutine complete the items on the event loop (one database query for the
 whole batch, say), then runs the whole batch in a thread (off the event loop) and hands each
 request exactly its own result.

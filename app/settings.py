@@ -57,8 +57,8 @@ class Settings(DatabaseSettings):
         2.0,
         ge=0,
         le=1000,
-        description="how long a batch waits for more requests once one arrived (less once as many wait "
-        "as the recent batches took)",
+        description="how long a batch waits for more requests once one arrived (less, with the model "
+        "idle, once as many wait as the recent batches took)",
     )
     batch_max_users: int = Field(64, ge=1, description="most users scored in one model call")
     batch_max_requests: int = Field(64, ge=1, description="most /predict requests merged in one call")
