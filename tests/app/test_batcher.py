@@ -376,6 +376,18 @@ async def test_a_batch_that_fills_up_is_computed_without_waiting_out_its_window(
     assert [r.value for r in results] == items and calls == [items]
 
 
+FULL_BY_WORK = ["x" * 10, "y" * 10, "z" * 10]  # three items that fill a batch of work 30
+
+
+async def after_a_batch_of_three(process, max_items: int) -> MicroBatcher:
+    """A started batcher with a window of a minute whose one batch so far took three items
+    (`FULL_BY_WORK`, closed by its work cap, not by the recent-size rule)."""
+    merged = batcher(process, window=60, max_items=max_items, max_queue=1000, max_batch_work=30, cost=len)
+    merged.start()
+    await within(5, asyncio.gather(*(merged.submit(item) for item in FULL_BY_WORK)))
+    return merged
+
+
 async def test_a_batch_closes_once_as_many_wait_as_the_largest_recent_batch_took() -> None:
     """Under steady load the same clients come back each round: once as many wait as the recent
     batches took, the window (a minute here) has nothing left to wait for. Fewer keep waiting."""
@@ -385,10 +397,7 @@ async def test_a_batch_closes_once_as_many_wait_as_the_largest_recent_batch_took
         calls.append(list(batch))
         return list(batch)
 
-    merged = batcher(process, window=60, max_items=8, max_queue=1000, max_batch_work=30, cost=len)
-    merged.start()
-    full_by_work = ["x" * 10, "y" * 10, "z" * 10]
-    await within(5, asyncio.gather(*(merged.submit(item) for item in full_by_work)))
+    merged = await after_a_batch_of_three(process, max_items=8)
     await within(5, asyncio.gather(*(merged.submit(item) for item in "abc")))
     two = [asyncio.ensure_future(merged.submit(item)) for item in "de"]
     await asyncio.sleep(0.05)
@@ -396,7 +405,7 @@ async def test_a_batch_closes_once_as_many_wait_as_the_largest_recent_batch_took
     third = await within(5, merged.submit("f"))
     assert [(await request).value for request in two] + [third.value] == ["d", "e", "f"]
     await merged.stop()
-    assert calls == [full_by_work, ["a", "b", "c"], ["d", "e", "f"]]
+    assert calls == [FULL_BY_WORK, ["a", "b", "c"], ["d", "e", "f"]]
 
 
 async def test_while_the_model_is_busy_a_batch_closes_only_when_full_or_at_its_window() -> None:
@@ -412,22 +421,19 @@ async def test_while_the_model_is_busy_a_batch_closes_only_when_full_or_at_its_w
         calls.append(list(batch))
         return list(batch)
 
-    merged = batcher(process, window=60, max_items=4, max_queue=1000, max_batch_work=30, cost=len)
-    merged.start()
-    full_by_work = ["x" * 10, "y" * 10, "z" * 10]
-    await within(5, asyncio.gather(*(merged.submit(item) for item in full_by_work)))
+    merged = await after_a_batch_of_three(process, max_items=4)
     computing = asyncio.ensure_future(merged.submit(heavy))
     await asyncio.sleep(0.05)  # the heavy batch is on the model
     three = [asyncio.ensure_future(merged.submit(item)) for item in "abc"]
     await asyncio.sleep(0.05)
-    assert calls == [full_by_work], "as many as the last batches took, but the model is busy: wait"
+    assert calls == [FULL_BY_WORK], "as many as the last batches took, but the model is busy: wait"
     fourth = asyncio.ensure_future(merged.submit("d"))  # the batch is full: closed at once
     await asyncio.sleep(0.05)
     release.set()
     results = await within(5, asyncio.gather(computing, *three, fourth))
     await merged.stop()
     assert [r.value for r in results] == [heavy, "a", "b", "c", "d"]
-    assert calls == [full_by_work, [heavy], ["a", "b", "c", "d"]]
+    assert calls == [FULL_BY_WORK, [heavy], ["a", "b", "c", "d"]]
 
 
 async def test_after_batches_of_one_a_lone_item_still_waits_out_its_window() -> None:
