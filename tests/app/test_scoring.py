@@ -18,7 +18,7 @@ from app.bundle import (
     RATING_OUTPUT,
     member_layer_name,
 )
-from app.scoring import MAX_K, Scorer, Tables, UserVectors, padded_size
+from app.scoring import MAX_K, SHORT_LIST, Scorer, Tables, UserVectors, padded_size
 from tests.support.models import build_model, build_rating_only_model
 
 TOLERANCE = 1e-6
@@ -271,3 +271,19 @@ def test_warm_up_makes_each_call_a_lone_first_request_makes(ranking: bool, monke
     expected = [("saved", 1, None), ("catalogue", 1, own), ("catalogue", 1, given)]
     assert calls == expected + [(label, 1, own) for label in tops]
     assert len(tops) == (1 if ranking else 0)  # one list length: the model has fewer movies than 20
+
+
+def test_warm_up_traces_every_top_movies_model_once(monkeypatch) -> None:
+    """With more movies than the short list, both top-movies models get their first call before
+    any request (a batch of short lists must not pay for tracing)."""
+    scorer = Scorer(model_of(1, True, n_movies=SHORT_LIST + 5))
+    called: list[int] = []
+    for length, model in scorer.top_movies.items():
+
+        def recording(inputs, call=model.predict_on_batch, length=length):
+            called.append(length)
+            return call(inputs)
+
+        monkeypatch.setattr(model, "predict_on_batch", recording)
+    scorer.warm_up()
+    assert called == [SHORT_LIST, SHORT_LIST + 5]
