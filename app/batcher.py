@@ -89,7 +89,6 @@ class MicroBatcher(Generic[Item, Result]):
         self._arrived = asyncio.Event()
         self._in_flight: list[list[_Waiting[Item, Result]]] = []  # batches formed and not yet answered
         self._recent_sizes: deque[int] = deque(maxlen=RECENT_BATCHES)  # items taken per batch
-        self._unfinished_batches = 0  # handed to the model stage and not yet answered
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -172,7 +171,6 @@ class MicroBatcher(Generic[Item, Result]):
                 self._fail(batch, error)
                 self._answered(batch)
                 continue
-            self._unfinished_batches += 1
             await ready.put((batch, items))
 
     async def _compute_batches(
@@ -193,7 +191,6 @@ class MicroBatcher(Generic[Item, Result]):
             # Not in a `finally`: a stage cancelled or dying mid-call leaves its batch in flight,
             # for `_fail_waiting` to answer; dropped here, its requests would wait forever.
             self._answered(batch)
-            self._unfinished_batches -= 1
 
     def _answered(self, batch: list[_Waiting[Item, Result]]) -> None:
         self._in_flight = [other for other in self._in_flight if other is not batch]
@@ -240,7 +237,7 @@ class MicroBatcher(Generic[Item, Result]):
         quarter of the throughput).
         """
         expected = self._max_items
-        if not self._unfinished_batches:
+        if len(self._in_flight) == 1:  # only the batch being collected: none is on the model or waits for it
             # Never fewer than two: a lone request still waits for company, as a window promises.
             expected = min(max(2, max(self._recent_sizes, default=self._max_items)), self._max_items)
         if len(self._pending) >= expected:
