@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic_settings import SettingsError
 
     from app import logs
+    from app.memory import release_large_blocks
     from app.settings import Settings
     from app.threads import limit_compute_threads
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     problem = settings.exposure_problem()
     if problem:
         return cannot_serve(problem)
+    release_large_blocks()  # before TensorFlow's import, here or in a worker
     if settings.workers > 1:  # each worker loads its own bundle: this process only supervises
         from app.server import serve_workers
         from app.threads import set_pool_variables

@@ -1,10 +1,36 @@
-"""Memory freed after a burst of large requests goes back to the system."""
+"""Memory freed after a burst of large requests, or with a swapped-out bundle, goes back to the system."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from app import memory
+
+REPO = Path(__file__).resolve().parents[2]
+# Large blocks made and freed twice, as tables are with each bundle (the second time is the one
+# that stayed: TensorFlow's pool kept the first tensor's memory, glibc's heap the second array's).
+FREE_LARGE_BLOCKS = """
+import json, sys
+from app import memory
+memory.release_large_blocks()
+import numpy as np
+import tensorflow as tf
+
+tf.ones(4)
+before = memory.resident_mb()
+peaks = []
+for _ in range(2):
+    tensor, array = tf.ones((4096, 1024)), np.ones(2 << 20)  # 16 MiB each
+    peaks.append(memory.resident_mb() - before)
+    del tensor, array
+print(json.dumps({"peaks": peaks, "kept": memory.resident_mb() - before}))
+"""
 
 pytestmark = pytest.mark.anyio
 
@@ -23,3 +49,23 @@ async def test_memory_freed_after_a_burst_is_given_back(monkeypatch):
 
 def test_the_resident_size_is_read():
     assert 10 < memory.resident_mb() < 100_000
+
+
+def test_large_blocks_go_back_to_the_system_when_freed():
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "MALLOC_MMAP_THRESHOLD_")
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", FREE_LARGE_BLOCKS],
+        cwd=REPO,
+        env={**environment, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    sizes = json.loads(done.stdout)
+    assert min(sizes["peaks"]) > 30  # both blocks were made, each time
+    assert sizes["kept"] < 4
