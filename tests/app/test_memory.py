@@ -31,6 +31,17 @@ for _ in range(2):
     del tensor, array
 print(json.dumps({"peaks": peaks, "kept": memory.resident_mb() - before}))
 """
+# `python -m app` with no bundle to serve: it stops with status 2, after the allocator settings.
+SERVE_WITHOUT_A_BUNDLE = """
+import json, sys
+from app import memory
+import app.__main__ as server
+
+calls = []
+memory.release_large_blocks = lambda: calls.append("tensorflow" in sys.modules)
+status = server.main([])
+print(json.dumps({"status": status, "tensorflow_imported_at_each_call": calls}))
+"""
 
 pytestmark = pytest.mark.anyio
 
@@ -52,20 +63,31 @@ def test_the_resident_size_is_read():
 
 
 def test_large_blocks_go_back_to_the_system_when_freed():
-    environment = {
+    sizes = run_fresh(FREE_LARGE_BLOCKS)
+    assert min(sizes["peaks"]) > 30  # both blocks were made, each time
+    assert sizes["kept"] < 4
+
+
+def test_the_server_makes_large_blocks_returnable_before_tensorflow_is_imported(tmp_path):
+    started = run_fresh(SERVE_WITHOUT_A_BUNDLE, MODEL_DIR=str(tmp_path / "no-bundle"))
+    assert started == {"status": 2, "tensorflow_imported_at_each_call": [False]}
+
+
+def run_fresh(script: str, **environment: str) -> dict:
+    """What `script` prints as JSON, run in a fresh interpreter whose allocators nobody has set up."""
+    inherited = {
         name: value
         for name, value in os.environ.items()
-        if name not in ("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "MALLOC_MMAP_THRESHOLD_")
+        if name not in ("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
     }
     done = subprocess.run(
-        [sys.executable, "-c", FREE_LARGE_BLOCKS],
+        [sys.executable, "-c", script],
         cwd=REPO,
-        env={**environment, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        env={**inherited, "TF_CPP_MIN_LOG_LEVEL": "2", **environment},
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
+        check=False,
     )
-    sizes = json.loads(done.stdout)
-    assert min(sizes["peaks"]) > 30  # both blocks were made, each time
-    assert sizes["kept"] < 4
+    assert done.stdout, done.stderr
+    return json.loads(done.stdout)
