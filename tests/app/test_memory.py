@@ -6,17 +6,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from app import memory
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 # Large blocks made and freed twice, as tables are with each bundle (the second time is the one
 # that stayed: TensorFlow's pool kept the first tensor's memory, glibc's heap the second array's).
 FREE_LARGE_BLOCKS = """
-import json, sys
+import json
 from app import memory
 memory.release_large_blocks()
 import numpy as np
