@@ -8,7 +8,7 @@ needs no interpreter lock and takes milliseconds).
 
 A bundle's tables are a few large blocks that live as long as the bundle; `release_large_blocks`
 makes them go straight back to the system when a swapped-out bundle is freed. Elsewhere than
-glibc both do nothing.
+glibc, `Trimmer` does nothing and `release_large_blocks` only sets TensorFlow's variable.
 """
 
 from __future__ import annotations
