@@ -68,12 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         preloaded = ServedBundle.load(current_bundle_path(settings.model_dir))
     except Exception as error:  # a BundleError names the file and the fix; anything else, its reason
         return cannot_serve(first_line(error))
-    app = create_app(settings, preloaded)
+    app, version = create_app(settings, preloaded), preloaded.version
+    del preloaded  # the service alone holds the bundle it serves, or a swap could not free it
     # uvicorn drains on SIGTERM, then re-raises the signal; a no-op handler makes that a clean exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     logs.log(
         "serving",
-        model_version=preloaded.version,
+        model_version=version,
         docs=f"http://{settings.host}:{settings.port}/docs",
         feedback=describe(async_url(settings.feedback_database_url())),
     )

@@ -41,6 +41,29 @@ memory.release_large_blocks = lambda: calls.append("tensorflow" in sys.modules)
 status = server.main([])
 print(json.dumps({"status": status, "tensorflow_imported_at_each_call": calls}))
 """
+# `python -m app` serving v1, which swaps to v2: is v1 freed, as every bundle swapped out is?
+# (It is the one bundle loaded before the app is built; whoever holds it then may keep it.)
+SERVE_AND_SWAP = """
+import asyncio, gc, json, os, weakref
+import app.__main__ as server
+import app.server
+from app.bundle_store import point_current
+
+def serve(settings, application):
+    async def swap():
+        async with application.router.lifespan_context(application):
+            service = application.state.service
+            first = weakref.ref(service.bundle)
+            point_current(settings.model_dir, "v2")
+            outcome = await service.reload()
+            gc.collect()
+            return {"outcome": outcome, "first_freed": first() is None}
+    print(json.dumps(asyncio.run(swap())))
+    return 0
+
+app.server.serve = serve
+server.main([])
+"""
 
 pytestmark = pytest.mark.anyio
 
@@ -70,6 +93,11 @@ def test_large_blocks_go_back_to_the_system_when_freed():
 def test_the_server_makes_large_blocks_returnable_before_tensorflow_is_imported(tmp_path):
     started = run_fresh(SERVE_WITHOUT_A_BUNDLE, MODEL_DIR=str(tmp_path / "no-bundle"))
     assert started == {"status": 2, "tensorflow_imported_at_each_call": [False]}
+
+
+def test_the_bundle_served_first_is_freed_once_swapped_out(two_versions):
+    swapped = run_fresh(SERVE_AND_SWAP, MODEL_DIR=str(two_versions), RELOAD_INTERVAL_S="0")
+    assert swapped == {"outcome": "swapped", "first_freed": True}
 
 
 def run_fresh(script: str, **environment: str) -> dict:
