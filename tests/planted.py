@@ -201,6 +201,13 @@ BUGS = [
         "            pass\n",
         ("tests/app/test_request_limits.py",),
     ),
+    Bug(
+        "the app keeps the bundle it was handed, so the first one outlives every swap",
+        "app/main.py",
+        "await service.start(handover.pop() if handover else None)",
+        "await service.start(handover[0] if handover else None)",
+        ("tests/app/test_memory.py",),
+    ),
 ]
 
 
