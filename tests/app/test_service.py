@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 
 import httpx
 import pytest
@@ -95,6 +97,32 @@ async def test_a_full_queue_answers_503_with_retry_after(tiny_model_dir):
     assert 200 in statuses and 503 in statuses
     rejected = next(r for r in responses if r.status_code == 503)
     assert rejected.headers["retry-after"] == "1" and "detail" in rejected.json()
+
+
+async def test_a_bundle_swapped_out_after_answering_requests_is_freed(two_versions):
+    """Requests on the old bundle leave nothing behind that keeps it (a batch, a queue, a cache)."""
+    app = create_app(Settings(model_dir=two_versions, reload_interval_s=0))
+    async with app.router.lifespan_context(app):
+        service = app.state.service
+        user_id = service.bundle.encoders.users[0]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def ask() -> set[int]:
+                return {
+                    (await client.get(f"/users/{user_id}/recommendations")).status_code,
+                    (
+                        await client.post("/predict", json={"pairs": [{"user_id": user_id, "movie_id": 1}]})
+                    ).status_code,
+                }
+
+            assert await ask() == {200}
+            old = weakref.ref(service.bundle)
+            point_current(two_versions, "v2")
+            assert await service.reload() == "swapped"
+            assert await ask() == {200}
+            gc.collect()
+            assert old() is None
 
 
 @pytest.mark.parametrize("damage", ["drop_last_movies", "reverse_users"])
