@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
@@ -13,6 +12,7 @@ from app.inference import PredictRequest, RecommendRequest, predict_batch, recom
 from app.main import create_app
 from app.served import ServedBundle
 from app.settings import Settings
+from tests.support.api import serving
 from tests.support.bundles import expected_top
 
 pytestmark = pytest.mark.anyio
@@ -21,15 +21,13 @@ pytestmark = pytest.mark.anyio
 async def test_concurrent_requests_through_the_app_are_batched_and_correct(tiny_model_dir: Path):
     settings = Settings(model_dir=tiny_model_dir, batch_window_ms=20, reload_interval_s=0)
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         service = app.state.service
         bundle = service.bundle.bundle
         users = bundle.encoders.users[:24]
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            responses = await asyncio.gather(
-                *(client.get(f"/users/{u}/recommendations", params={"k": 5}) for u in users)
-            )
+        responses = await asyncio.gather(
+            *(client.get(f"/users/{u}/recommendations", params={"k": 5}) for u in users)
+        )
         registry, kind = service.metrics.registry, {"kind": "recommend"}
         requests_scored = registry.get_sample_value("model_batch_size_sum", kind)
         model_calls = registry.get_sample_value("model_batch_size_count", kind)
@@ -48,7 +46,7 @@ async def test_merged_predict_requests_each_get_their_own_pairs_back(tiny_model_
     """Different bodies merged into one model call come back to their own senders, in order."""
     settings = Settings(model_dir=tiny_model_dir, batch_window_ms=50, reload_interval_s=0)
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         bundle = app.state.service.bundle.bundle
         rng = np.random.default_rng(5)
         bodies = [
@@ -58,14 +56,12 @@ async def test_merged_predict_requests_each_get_their_own_pairs_back(tiny_model_
             ]
             for n in (1, 3, 7, 2, 5, 4)
         ]
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            responses = await asyncio.gather(
-                *(
-                    client.post("/predict", json={"pairs": [{"user_id": u, "movie_id": m} for u, m in body]})
-                    for body in bodies
-                )
+        responses = await asyncio.gather(
+            *(
+                client.post("/predict", json={"pairs": [{"user_id": u, "movie_id": m} for u, m in body]})
+                for body in bodies
             )
+        )
         calls = app.state.service.metrics.registry.get_sample_value(
             "model_batch_size_count", {"kind": "predict"}
         )

@@ -7,11 +7,11 @@ import asyncio
 import json
 import time
 
-import httpx
 import pytest
 
 from app.main import create_app
 from app.settings import Settings
+from tests.support.api import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -25,14 +25,12 @@ async def test_a_request_past_its_deadline_gets_503_with_retry_after(tiny_model_
     app = create_app(
         Settings(model_dir=tiny_model_dir, reload_interval_s=0, batch_window_ms=1000, request_timeout_s=0.3)
     )
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         user_id = app.state.service.bundle.encoders.users[0]
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            started = time.perf_counter()
-            response = await client.get(f"/users/{user_id}/recommendations")
-            waited = time.perf_counter() - started
-            assert app.state.service._recommend.queued_work == 0  # its place given back
+        started = time.perf_counter()
+        response = await client.get(f"/users/{user_id}/recommendations")
+        waited = time.perf_counter() - started
+        assert app.state.service._recommend.queued_work == 0  # its place given back
     assert response.status_code == 503 and response.headers["retry-after"] == "1", response.text
     assert "REQUEST_TIMEOUT_S" in response.json()["detail"]
     assert waited < 0.9
@@ -45,14 +43,12 @@ async def test_body_bytes_in_flight_are_bounded(tiny_model_dir):
             model_dir=tiny_model_dir, reload_interval_s=0, batch_window_ms=300, max_inflight_body_bytes=15_000
         )
     )
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         encoders = app.state.service.bundle.encoders
         pairs = [{"user_id": encoders.users[0], "movie_id": m} for m in (encoders.movies * 2)[:300]]
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            both = [client.post("/predict", json={"pairs": pairs}) for _ in range(2)]
-            responses = await asyncio.gather(*both)
-            alone = await client.post("/predict", json={"pairs": pairs})  # the bytes were given back
+        both = [client.post("/predict", json={"pairs": pairs}) for _ in range(2)]
+        responses = await asyncio.gather(*both)
+        alone = await client.post("/predict", json={"pairs": pairs})  # the bytes were given back
     assert sorted(r.status_code for r in responses) == [200, 503], [r.text for r in responses]
     assert next(r for r in responses if r.status_code == 503).headers["retry-after"] == "1"
     assert alone.status_code == 200
@@ -95,19 +91,17 @@ async def test_a_large_predict_request_is_parsed_and_answered_off_the_event_loop
     pairs up and building the answer happen on a worker thread, so the loop stays free for
     /healthz and recommendations meanwhile."""
     app = create_app(Settings(model_dir=tiny_model_dir, reload_interval_s=0, log_level="warning"))
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         encoders = app.state.service.bundle.encoders
         ids = zip(encoders.users * 200, encoders.movies * 60, strict=True)
         pairs = [{"user_id": user, "movie_id": movie} for user, movie in list(ids)[:10_000]]
         body = json.dumps({"pairs": pairs}).encode()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            headers = {"content-type": "application/json"}
-            await client.post("/predict", content=body, headers=headers)  # warm
-            spent = []
-            for _ in range(3):
-                before = time.thread_time()
-                response = await client.post("/predict", content=body, headers=headers)
-                spent.append(time.thread_time() - before)
+        headers = {"content-type": "application/json"}
+        await client.post("/predict", content=body, headers=headers)  # warm
+        spent = []
+        for _ in range(3):
+            before = time.thread_time()
+            response = await client.post("/predict", content=body, headers=headers)
+            spent.append(time.thread_time() - before)
     assert response.status_code == 200 and len(response.json()["predictions"]) == 10_000
     assert min(spent) < 0.015, spent

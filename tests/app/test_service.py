@@ -15,6 +15,7 @@ from app.bundle import MODEL_FILE
 from app.bundle_store import point_current
 from app.main import create_app
 from app.settings import Settings
+from tests.support.api import serving
 from tests.support.bundles import drop_last_movies, reverse_users
 
 pytestmark = pytest.mark.anyio
@@ -22,28 +23,24 @@ pytestmark = pytest.mark.anyio
 
 async def test_a_swap_under_load_drops_nothing(two_versions):
     app = create_app(Settings(model_dir=two_versions, reload_interval_s=0.02))
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         user_id = app.state.service.bundle.encoders.users[0]
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
 
-            async def ask(i: int) -> httpx.Response:
-                await asyncio.sleep(i * 0.01)  # spread over 3 s, so the swap lands mid-way
-                if i % 2:
-                    return await client.post(
-                        "/predict", json={"pairs": [{"user_id": user_id, "movie_id": 1}]}
-                    )
-                return await client.get(f"/users/{user_id}/recommendations", params={"k": 3})
+        async def ask(i: int) -> httpx.Response:
+            await asyncio.sleep(i * 0.01)  # spread over 3 s, so the swap lands mid-way
+            if i % 2:
+                return await client.post("/predict", json={"pairs": [{"user_id": user_id, "movie_id": 1}]})
+            return await client.get(f"/users/{user_id}/recommendations", params={"k": 3})
 
-            async def swap() -> None:
-                await asyncio.sleep(0.1)
-                point_current(two_versions, "v2")
+        async def swap() -> None:
+            await asyncio.sleep(0.1)
+            point_current(two_versions, "v2")
 
-            *responses, _ = await asyncio.gather(*(ask(i) for i in range(300)), swap())
-            for _ in range(100):
-                if (await client.get("/model")).json()["version"] == "v2":
-                    break
-                await asyncio.sleep(0.02)
+        *responses, _ = await asyncio.gather(*(ask(i) for i in range(300)), swap())
+        for _ in range(100):
+            if (await client.get("/model")).json()["version"] == "v2":
+                break
+            await asyncio.sleep(0.02)
     assert [r.status_code for r in responses] == [200] * 300
     versions = [r.json()["model_version"] for r in responses]
     assert set(versions) == {"v1", "v2"}, "the swap should land while requests are in flight"
@@ -65,17 +62,14 @@ async def test_a_swap_under_load_drops_nothing(two_versions):
 async def test_a_corrupt_new_bundle_is_refused_and_the_old_one_serves(two_versions):
     (two_versions / "v2" / MODEL_FILE).write_bytes(b"corrupt")
     app = create_app(Settings(model_dir=two_versions, reload_interval_s=0))
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         service = app.state.service
         point_current(two_versions, "v2")
         assert await service.reload() == "refused"
         assert await service.reload() == "refused"  # remembered: not reloaded on every poll
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://test"
-        ) as client:
-            user_id = service.bundle.encoders.users[0]
-            response = await client.get(f"/users/{user_id}/recommendations")
-            metadata = (await client.get("/model")).json()
+        user_id = service.bundle.encoders.users[0]
+        response = await client.get(f"/users/{user_id}/recommendations")
+        metadata = (await client.get("/model")).json()
         refused = service.metrics.registry.get_sample_value("model_events_total", {"event": "refused"})
     assert response.status_code == 200 and response.json()["model_version"] == "v1"
     assert metadata["version"] == "v1"
@@ -86,13 +80,11 @@ async def test_a_full_queue_answers_503_with_retry_after(tiny_model_dir):
     app = create_app(
         Settings(model_dir=tiny_model_dir, reload_interval_s=0, max_queue=2, batch_window_ms=300)
     )
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         user_id = app.state.service.bundle.encoders.users[0]
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            responses = await asyncio.gather(
-                *(client.get(f"/users/{user_id}/recommendations") for _ in range(10))
-            )
+        responses = await asyncio.gather(
+            *(client.get(f"/users/{user_id}/recommendations") for _ in range(10))
+        )
     statuses = sorted(r.status_code for r in responses)
     assert 200 in statuses and 503 in statuses
     rejected = next(r for r in responses if r.status_code == 503)
@@ -102,27 +94,25 @@ async def test_a_full_queue_answers_503_with_retry_after(tiny_model_dir):
 async def test_a_bundle_swapped_out_after_answering_requests_is_freed(two_versions):
     """Requests on the old bundle leave nothing behind that keeps it (a batch, a queue, a cache)."""
     app = create_app(Settings(model_dir=two_versions, reload_interval_s=0))
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         service = app.state.service
         user_id = service.bundle.encoders.users[0]
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
 
-            async def ask() -> set[int]:
-                return {
-                    (await client.get(f"/users/{user_id}/recommendations")).status_code,
-                    (
-                        await client.post("/predict", json={"pairs": [{"user_id": user_id, "movie_id": 1}]})
-                    ).status_code,
-                }
+        async def ask() -> set[int]:
+            return {
+                (await client.get(f"/users/{user_id}/recommendations")).status_code,
+                (
+                    await client.post("/predict", json={"pairs": [{"user_id": user_id, "movie_id": 1}]})
+                ).status_code,
+            }
 
-            assert await ask() == {200}
-            old = weakref.ref(service.bundle)
-            point_current(two_versions, "v2")
-            assert await service.reload() == "swapped"
-            assert await ask() == {200}
-            gc.collect()
-            assert old() is None
+        assert await ask() == {200}
+        old = weakref.ref(service.bundle)
+        point_current(two_versions, "v2")
+        assert await service.reload() == "swapped"
+        assert await ask() == {200}
+        gc.collect()
+        assert old() is None
 
 
 @pytest.mark.parametrize("damage", ["drop_last_movies", "reverse_users"])
@@ -221,17 +211,15 @@ async def test_an_unexpected_error_in_the_background_check_is_logged_once_and_co
 
 async def test_readiness_and_liveness_say_so_when_a_model_worker_has_stopped(tiny_model_dir):
     app = create_app(Settings(model_dir=tiny_model_dir, reload_interval_s=0))
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         service = app.state.service
         user_id = service.bundle.encoders.users[0]
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            assert (await client.get("/readyz")).status_code == 200
-            service._recommend._worker.cancel()  # however it ends, it must not go unnoticed
-            await asyncio.sleep(0.01)
-            ready, live = await client.get("/readyz"), await client.get("/healthz")
-            async with asyncio.timeout(5):
-                asked = await client.get(f"/users/{user_id}/recommendations")
+        assert (await client.get("/readyz")).status_code == 200
+        service._recommend._worker.cancel()  # however it ends, it must not go unnoticed
+        await asyncio.sleep(0.01)
+        ready, live = await client.get("/readyz"), await client.get("/healthz")
+        async with asyncio.timeout(5):
+            asked = await client.get(f"/users/{user_id}/recommendations")
     assert ready.status_code == 503 and "worker" in ready.json()["status"]
     assert live.status_code == 503
     assert asked.status_code == 503 and asked.headers["retry-after"]
@@ -242,12 +230,10 @@ async def test_predict_admission_counts_pairs_not_requests(tiny_model_dir):
     app = create_app(
         Settings(model_dir=tiny_model_dir, reload_interval_s=0, max_queued_pairs=100, batch_window_ms=300)
     )
-    async with app.router.lifespan_context(app):
+    async with serving(app) as client:
         encoders = app.state.service.bundle.encoders
         body = {"pairs": [{"user_id": encoders.users[0], "movie_id": m} for m in encoders.movies[:60]]}
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            responses = await asyncio.gather(*(client.post("/predict", json=body) for _ in range(10)))
+        responses = await asyncio.gather(*(client.post("/predict", json=body) for _ in range(10)))
     statuses = sorted(r.status_code for r in responses)
     assert 200 in statuses and 503 in statuses, statuses
     assert next(r for r in responses if r.status_code == 503).headers["retry-after"] == "1"

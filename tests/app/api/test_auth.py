@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import ValidationError
 
 from app.main import create_app
 from app.settings import Settings, is_loopback
+from tests.support.api import serving
 from tests.support.feedback import feedback_settings
 
 pytestmark = pytest.mark.anyio
@@ -25,10 +25,8 @@ async def guarded(tiny_model_dir, served_tiny_bundle, feedback_url, monkeypatch)
     monkeypatch.setattr("app.service.freeze_heap", lambda: None)
     settings = feedback_settings(tiny_model_dir, feedback_url, api_token="w-token", admin_token="a-token")
     app = create_app(settings, served_tiny_bundle)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client, served_tiny_bundle.encoders.movies[0]
+    async with serving(app) as client:
+        yield client, served_tiny_bundle.encoders.movies[0]
 
 
 def write_requests(movie_id: int) -> list[tuple[str, str, dict | None]]:

@@ -11,6 +11,7 @@ import pytest
 
 from app.main import create_app
 from benchmarks.servers import Server
+from tests.support.api import serving
 from tests.support.feedback import feedback_settings
 
 MOVIES_PER_USER = 100  # GET /users/{id}/ratings lists at most 100: each user's ratings fit in one answer
@@ -127,10 +128,8 @@ async def postgres_api(postgres, tiny_model_dir, served_tiny_bundle, monkeypatch
     settings = feedback_settings(tiny_model_dir, postgres.emptied_database(), database_timeout_s=1.0)
     app = create_app(settings, served_tiny_bundle)
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                yield client
+        async with serving(app) as client:
+            yield client
     finally:
         postgres.ensure_running()
 
